@@ -1,0 +1,26 @@
+# Generates a C source holding every migrations/NNNN_<what>.sql as the array ab_migrations.
+# Invoked at build time: cmake -DSRC_DIR=... -DOUT=... -P embed_migrations.cmake
+# Fails the build when the files are not numbered 0001, 0002, ... without gaps.
+file(GLOB files RELATIVE "${SRC_DIR}" "${SRC_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "/* Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit. */\n")
+string(APPEND body "#include \"abacus/migrate.h\"\n\nconst struct ab_migration ab_migrations[] = {\n")
+set(expected 1)
+foreach(f IN LISTS files)
+  string(SUBSTRING "${f}" 0 4 num)
+  math(EXPR num "${num}")
+  if(NOT num EQUAL expected)
+    message(FATAL_ERROR "migrations: ${f} should be number ${expected}")
+  endif()
+  file(READ "${SRC_DIR}/${f}" hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" escaped "${hex}")
+  # split into string pieces so no line is huge and no escape swallows a following hex digit
+  string(REGEX REPLACE "((\\\\x[0-9a-f][0-9a-f]){32})" "\\1\"\n    \"" escaped "${escaped}")
+  string(APPEND body "    {${num}, \"${f}\",\n    \"${escaped}\"},\n")
+  math(EXPR expected "${expected} + 1")
+endforeach()
+math(EXPR count "${expected} - 1")
+string(APPEND body "    {0, 0, 0}\n};\n\nconst size_t ab_migrations_count = ${count};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")

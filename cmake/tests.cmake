@@ -1,0 +1,78 @@
+# Test registration: cmocka unit tests (tests/unit), integration tests against the real binary
+# (tests/integration), fuzz targets (tests/fuzz) and lint checks. Included by CMakeLists.txt.
+
+set(TEST_ENV
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+    "UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1"
+    "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
+    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+    "ABACUS_TEST_DATA=${CMAKE_SOURCE_DIR}/tests/data")
+
+function(abacus_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES} ${CMAKE_SOURCE_DIR}/tests/harness.c)
+  target_compile_options(${name} PRIVATE ${ABACUS_WARNINGS})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_compile_definitions(${name} PRIVATE ABACUS_BIN="$<TARGET_FILE:abacus>")
+  target_link_libraries(${name} PRIVATE abacus_lib PkgConfig::CMOCKA)
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 60)
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
+                       ENVIRONMENT "${TEST_ENV}")
+endfunction()
+
+foreach(mod clock db err http json log migrate url utf8)
+  abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
+endforeach()
+
+foreach(it server cli)
+  abacus_test(it_${it} SOURCES tests/integration/it_${it}.c
+              LABELS integration TIMEOUT 180)
+  add_dependencies(it_${it} abacus)
+endforeach()
+
+# Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
+# each target is linked with a driver that replays its corpus, so every build exercises them.
+foreach(target url json)
+  set(exe fuzz_${target})
+  set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
+  if(ABACUS_FUZZ)
+    add_executable(${exe} tests/fuzz/fuzz_${target}.c)
+    target_compile_options(${exe} PRIVATE -fsanitize=fuzzer)
+    target_link_options(${exe} PRIVATE -fsanitize=fuzzer)
+    target_link_libraries(${exe} PRIVATE abacus_lib)
+    add_test(NAME ${exe} COMMAND ${exe} -runs=200000 -max_len=4096 -timeout=10
+             -rss_limit_mb=2048 ${corpus})
+    set(FUZZ_TIMEOUT 600)
+  else()
+    add_executable(${exe} tests/fuzz/fuzz_${target}.c tests/fuzz/replay.c)
+    target_link_libraries(${exe} PRIVATE abacus_lib)
+    add_test(NAME ${exe} COMMAND ${exe} ${corpus})
+    set(FUZZ_TIMEOUT 60)
+  endif()
+  target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
+  set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz
+                       ENVIRONMENT "${TEST_ENV}")
+endforeach()
+
+if(ABACUS_LINT)
+  add_test(NAME lint_banned_functions COMMAND ${CMAKE_SOURCE_DIR}/scripts/checksrc
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  find_program(CPPCHECK cppcheck)
+  find_program(CLANG_TIDY clang-tidy)
+  if(NOT CPPCHECK OR NOT CLANG_TIDY)
+    message(FATAL_ERROR "lint tests need cppcheck and clang-tidy (scripts/setup installs them), "
+                        "or configure with -DABACUS_LINT=OFF")
+  endif()
+  add_test(NAME lint_cppcheck
+           COMMAND ${CPPCHECK} --error-exitcode=1 --enable=warning,portability,performance
+                   --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include
+                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src)
+  file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c)
+  add_test(NAME lint_clang_tidy
+           COMMAND ${CLANG_TIDY} --quiet -p ${CMAKE_BINARY_DIR} ${LINT_SOURCES})
+  set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES
+                       LABELS lint TIMEOUT 600)
+endif()

@@ -1,0 +1,54 @@
+/*
+ * The subcommands of the abacus binary and the few helpers they share (flag parsing, serving until
+ * a signal). Each cmd_*.c parses its flags and wires library and component pieces together; none
+ * holds logic of its own.
+ */
+#ifndef ABACUS_CMD_H
+#define ABACUS_CMD_H
+
+#include <stdint.h>
+#include "abacus/http.h"
+#include "abacus/log.h"
+
+/* Exit codes of every subcommand. */
+#define CMD_EXIT_OK 0
+#define CMD_EXIT_FAIL 1  /* the command ran and failed */
+#define CMD_EXIT_USAGE 2 /* bad flags or arguments */
+
+int cmd_up_main(int argc, char **argv, struct ab_log *log);
+int cmd_migrate_main(int argc, char **argv, struct ab_log *log);
+
+/* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */
+int cmd_parse_int(const char *flag, const char *text, long min, long max, long *out);
+
+/* Server flags every server subcommand takes (DESIGN.md section 3). */
+struct cmd_server_flags {
+    const char *listen;    /* --listen ADDR, default 127.0.0.1 */
+    long port;             /* --port N, default 8080; 0 = any free port */
+    long threads;          /* --threads N, default 0 = number of cores */
+    const char *port_file; /* --port-file PATH: write the bound port there once listening */
+};
+
+/*
+ * Handles one server flag (getopt_long's opt and optarg) if it is one; returns 1 when handled, 0
+ * when opt is not a server flag, -1 on a bad value (message printed).
+ */
+int cmd_server_flag(struct cmd_server_flags *f, int opt, const char *arg);
+
+/* getopt_long option letters and long names of the server flags, for a subcommand's tables. */
+#define CMD_SERVER_OPTIONS                                                                         \
+    {"listen", required_argument, NULL, 'L'}, {"port", required_argument, NULL, 'p'},              \
+        {"threads", required_argument, NULL, 't'}, {"port-file", required_argument, NULL, 'P'}
+#define CMD_SERVER_OPTSTRING "L:p:t:P:"
+
+/* Applies the flags to a server configuration. */
+void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *cfg);
+
+/*
+ * Starts srv, writes the port file if asked, logs where it listens, and runs until SIGINT or
+ * SIGTERM (which main() blocks in every thread); then stops gracefully. Returns an exit code.
+ */
+int cmd_serve(struct ab_http_server *srv, const struct cmd_server_flags *f,
+              const struct ab_log *log, const char *what);
+
+#endif
