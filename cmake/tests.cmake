@@ -43,7 +43,7 @@ foreach(target url json)
     target_compile_options(${exe} PRIVATE -fsanitize=fuzzer)
     target_link_options(${exe} PRIVATE -fsanitize=fuzzer)
     target_link_libraries(${exe} PRIVATE abacus_lib)
-    add_test(NAME ${exe} COMMAND ${exe} -runs=200000 -max_len=4096 -timeout=10
+    add_test(NAME ${exe} COMMAND ${exe} -runs=1000000 -max_len=4096 -timeout=10
              -rss_limit_mb=2048 ${corpus})
     set(FUZZ_TIMEOUT 600)
   else()

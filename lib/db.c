@@ -102,7 +102,7 @@ enum ab_err ab_db_prepare(struct ab_db *db, const char *sql, sqlite3_stmt **out,
             return AB_OK;
         }
     }
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int src = sqlite3_prepare_v3(db->handle, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (src != SQLITE_OK)
         return ab_db_fail(db, src, "cannot prepare statement", ei);
@@ -156,7 +156,7 @@ enum ab_err ab_db_transaction(struct ab_db *db, ab_db_tx_cb fn, void *arg, struc
 
 enum ab_err ab_db_user_version(struct ab_db *db, int *out, struct ab_errinfo *ei)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     enum ab_err rc = ab_db_prepare(db, "PRAGMA user_version", &st, ei);
     if (rc != AB_OK)
         return rc;

@@ -59,7 +59,7 @@ enum ab_err ab_failv(struct ab_errinfo *ei, enum ab_err rc, const char *field, c
     if (ei == NULL)
         return rc;
     snprintf(ei->field, sizeof(ei->field), "%s", field != NULL ? field : "");
-    vsnprintf(ei->message, sizeof(ei->message), fmt, ap);
+    vsnprintf(ei->message, sizeof(ei->message), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): ap comes from va_start in every caller
     return rc;
 }
 

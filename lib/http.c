@@ -136,8 +136,8 @@ void ab_http_config_defaults(struct ab_http_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->listen = "127.0.0.1";
     cfg->port = 8080;
-    cfg->max_body = 64 * 1024;
-    cfg->max_header_bytes = 16 * 1024;
+    cfg->max_body = (size_t)64 * 1024;
+    cfg->max_header_bytes = (size_t)16 * 1024;
     cfg->request_timeout_ms = 10000;
     cfg->shutdown_grace_ms = 10000;
     cfg->clock = &ab_clock_system;
@@ -527,7 +527,7 @@ static int prepare_request(struct ab_http_req *req, const h2o_iovec_t *raw, cons
             continue;
         const h2o_iovec_t *v = &raw[req->nparams];
         char *out = h2o_mem_alloc_pool(&r->pool, v->len + 1);
-        size_t outlen;
+        size_t outlen = 0;
         size_t namelen = strlen(rt->segs[s]) - 2;
         char *name = h2o_mem_alloc_pool(&r->pool, namelen + 1);
         memcpy(name, rt->segs[s] + 1, namelen);
@@ -565,7 +565,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
     req->pattern_id = PATTERN_UNMATCHED;
     req->start_ns = ab_clock_mono_ns(srv->cfg.clock);
     atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
-    struct worker **slot = h2o_mem_alloc_shared(&r->pool, sizeof(*slot), on_request_disposed);
+    struct worker **slot = h2o_mem_alloc_shared(&r->pool, sizeof(struct worker *), on_request_disposed);
     *slot = w;
 
     if (header_bytes(r) > srv->cfg.max_header_bytes) {
@@ -788,6 +788,7 @@ static enum ab_err open_listener(const char *host, uint16_t *port, int reuseport
         goto Exit;
     }
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
     socklen_t sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port

@@ -5,7 +5,7 @@
 #include <string.h>
 #include "abacus/json.h"
 
-const struct ab_json_limits ab_json_default_limits = {1024 * 1024, 32};
+const struct ab_json_limits ab_json_default_limits = {(size_t)1024 * 1024, 32};
 
 int ab_json_depth(const char *buf, size_t len, int max_depth)
 {

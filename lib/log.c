@@ -67,7 +67,7 @@ void ab_log_write(const struct ab_log *log, enum ab_log_level level, const char 
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        text_cut = vsnprintf(text, sizeof(text), fmt, ap) >= (int)sizeof(text);
+        text_cut = vsnprintf(text, sizeof(text), fmt, ap) >= (int)sizeof(text); // NOLINT(clang-analyzer-valist.Uninitialized): started just above
         va_end(ap);
     }
     char line[LOG_LINE_MAX + 64];
@@ -84,8 +84,8 @@ void ab_log_write(const struct ab_log *log, enum ab_log_level level, const char 
         cut |= text_cut;
     }
     if (cut) {
-        memcpy(line + pos, "...", 3);
-        pos += 3;
+        for (int i = 0; i < 3; i++)
+            line[pos++] = '.';
     }
     line[pos++] = '\n';
     const char *p = line;

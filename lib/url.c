@@ -48,7 +48,7 @@ enum ab_err ab_url_decode(const char *src, size_t len, int plus_is_space, char *
 static enum ab_err decode_part(const char *s, size_t len, char *scratch, size_t *pos,
                                const char **view, size_t *view_len, struct ab_errinfo *ei)
 {
-    size_t n;
+    size_t n = 0;
     enum ab_err rc = ab_url_decode(s, len, 1, scratch + *pos, &n, ei);
     if (rc != AB_OK)
         return rc;

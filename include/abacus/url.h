@@ -36,7 +36,7 @@ enum ab_err ab_url_decode(const char *src, size_t len, int plus_is_space, char *
 /* Bytes of scratch that ab_url_parse_query needs for a query string of len bytes. */
 static inline size_t ab_url_scratch_size(size_t len)
 {
-    return len + 2 * AB_URL_MAX_PARAMS + 2;
+    return len + (size_t)2 * AB_URL_MAX_PARAMS + 2;
 }
 
 /*

@@ -1,0 +1,43 @@
+# Shared by scripts/up and scripts/test: install missing Debian packages, configure and build.
+# Sourced, not run.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Packages to build and run abacus.
+BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-dev libjansson-dev
+  libssl-dev)
+# ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
+# the lint tools, sqlite3 for looking at test databases.
+TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# ensure_packages PKG...: apt-get update once and install those not installed yet.
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { log "need root to install: ${missing[*]}"; return 1; }
+    sudo=(sudo)
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q || return 1
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+# build DIR CMAKE_ARGS...: configure (once) and build into DIR.
+build() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    log "configuring $dir"
+    cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null || return 1
+  fi
+  log "building $dir"
+  cmake --build "$dir" -- -j"$(nproc)" || return 1
+}
