@@ -32,7 +32,6 @@ static const struct err_entry ERR_TABLE[AB_ERR_COUNT] = {
     {"storage_error", 500, "a storage error occurred"},
     {"schema_too_new", 500, "the database was written by a newer version of abacus"},
     {"internal_error", 500, "an internal error occurred"},
-    {"usage", 400, "invalid usage"},
 };
 
 static const struct err_entry *lookup(enum ab_err rc)

@@ -23,9 +23,10 @@
 #define PATTERN_UNMATCHED 0    /* metrics label for requests no route matched */
 #define PATTERN_PROTOCOL 1     /* ... and for errors libh2o answered before routing */
 
-/* Latency histogram bucket bounds, seconds (Prometheus `le`). */
-static const double BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                 0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
+/* Latency histogram bucket bounds, ns (Prometheus `le`, printed in seconds). */
+static const int64_t BUCKETS[] = {100000,   250000,    500000,    1000000,   2500000,
+                                  5000000,  10000000,  25000000,  50000000,  100000000,
+                                  250000000, 500000000, 1000000000, 2500000000};
 #define NBUCKETS (sizeof(BUCKETS) / sizeof(BUCKETS[0]))
 
 struct route {
@@ -54,7 +55,6 @@ struct worker {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
-    _Atomic uint64_t inflight;     /* requests handed to a handler and not yet disposed */
     struct pattern_metrics *metrics; /* [srv->npatterns] */
 };
 
@@ -102,8 +102,10 @@ struct ab_http_req {
     const char *param_names[MAX_PARAMS];
     const char *param_values[MAX_PARAMS];
     size_t nparams;
-    struct ab_url_query query; /* last: only query.count is set before parsing */
+    const struct ab_url_query *query; /* EMPTY_QUERY unless the URL has a query string */
 };
+
+static const struct ab_url_query EMPTY_QUERY; /* count 0 */
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -158,9 +160,8 @@ static void record(struct worker *w, size_t pattern_id, int status, int64_t elap
     int s = status - STATUS_MIN;
     if (s >= 0 && s < STATUS_SPAN)
         counter_add(&m->status[s], 1);
-    double secs = (double)elapsed_ns / 1e9;
     size_t b = 0;
-    while (b < NBUCKETS && secs > BUCKETS[b])
+    while (b < NBUCKETS && elapsed_ns > BUCKETS[b])
         b++;
     counter_add(&m->bucket[b], 1);
     counter_add(&m->sum_ns, elapsed_ns > 0 ? (uint64_t)elapsed_ns : 0);
@@ -201,7 +202,7 @@ static void write_http_metrics(struct ab_http_server *srv, FILE *out)
                 fprintf(out,
                         "abacus_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
                         "%llu\n",
-                        srv->patterns[p], BUCKETS[b], (unsigned long long)cumulative);
+                        srv->patterns[p], (double)BUCKETS[b] / 1e9, (unsigned long long)cumulative);
             else
                 fprintf(out,
                         "abacus_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
@@ -214,18 +215,13 @@ static void write_http_metrics(struct ab_http_server *srv, FILE *out)
         fprintf(out, "abacus_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
                 srv->patterns[p], (unsigned long long)cumulative);
     }
-    uint64_t inflight = 0;
-    for (int i = 0; i < srv->nworkers; i++)
-        inflight += atomic_load_explicit(&srv->workers[i].inflight, memory_order_relaxed);
     fprintf(out,
-            "# HELP abacus_http_inflight_requests Requests being handled now.\n"
-            "# TYPE abacus_http_inflight_requests gauge\nabacus_http_inflight_requests %llu\n"
             "# HELP abacus_http_threads Event-loop threads.\n"
             "# TYPE abacus_http_threads gauge\nabacus_http_threads %d\n"
             "# HELP abacus_process_start_time_seconds Start time of the server, Unix seconds.\n"
             "# TYPE abacus_process_start_time_seconds gauge\n"
             "abacus_process_start_time_seconds %.3f\n",
-            (unsigned long long)inflight, srv->nworkers, (double)srv->started_ms / 1000.0);
+            srv->nworkers, (double)srv->started_ms / 1000.0);
 }
 
 /* ---------------------------------------------------------------- responses */
@@ -334,7 +330,7 @@ const char *ab_http_param(const struct ab_http_req *req, const char *name)
 
 const struct ab_url_query *ab_http_query(const struct ab_http_req *req)
 {
-    return &req->query;
+    return req->query;
 }
 
 const char *ab_http_body(const struct ab_http_req *req, size_t *len)
@@ -509,12 +505,6 @@ static void send_method_not_allowed(struct ab_http_req *req, const char *path, s
                        (int)req->h2o->method.len, req->h2o->method.base, allow);
 }
 
-static void on_request_disposed(void *p)
-{
-    struct worker *w = *(struct worker **)p;
-    atomic_fetch_sub_explicit(&w->inflight, 1, memory_order_relaxed);
-}
-
 /* Decodes the route's parameters and the query string; answers 400 itself on failure. */
 static int prepare_request(struct ab_http_req *req, const h2o_iovec_t *raw, const char *query,
                            size_t qlen)
@@ -544,7 +534,10 @@ static int prepare_request(struct ab_http_req *req, const h2o_iovec_t *raw, cons
     }
     if (qlen > 0) {
         char *scratch = h2o_mem_alloc_pool(&r->pool, ab_url_scratch_size(qlen));
-        enum ab_err rc = ab_url_parse_query(query, qlen, scratch, &req->query, &ei);
+        /* over 1 KiB, so libh2o's pool mallocs it: only when there is a query string */
+        struct ab_url_query *parsed = h2o_mem_alloc_pool(&r->pool, sizeof(*parsed));
+        enum ab_err rc = ab_url_parse_query(query, qlen, scratch, parsed, &ei);
+        req->query = parsed;
         if (rc != AB_OK) {
             ab_http_send_errinfo(req, rc, &ei);
             return -1;
@@ -558,15 +551,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *r)
     struct ab_http_server *srv = ((struct ab_handler *)self)->srv;
     struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, ctx, r->conn->ctx);
     struct ab_http_req *req = h2o_mem_alloc_pool(&r->pool, sizeof(*req));
-    memset(req, 0, offsetof(struct ab_http_req, query));
-    req->query.count = 0;
+    memset(req, 0, sizeof(*req));
+    req->query = &EMPTY_QUERY;
     req->h2o = r;
     req->w = w;
     req->pattern_id = PATTERN_UNMATCHED;
     req->start_ns = ab_clock_mono_ns(srv->cfg.clock);
-    atomic_fetch_add_explicit(&w->inflight, 1, memory_order_relaxed);
-    struct worker **slot = h2o_mem_alloc_shared(&r->pool, sizeof(struct worker *), on_request_disposed);
-    *slot = w;
 
     if (header_bytes(r) > srv->cfg.max_header_bytes) {
         ab_http_send_error(req, AB_ERR_HEADERS_TOO_LARGE, NULL,
@@ -867,8 +857,8 @@ static void *worker_main(void *arg)
         h2o_evloop_run(loop, 50);
     if (drain(w) != 0) {
         /* a handler is still busy: disposing the loop under it would crash, so leave it */
-        AB_LOG_W(srv->cfg.log, "shutdown_incomplete", "thread=%d inflight=%llu", w->index,
-                 (unsigned long long)atomic_load(&w->inflight));
+        AB_LOG_W(srv->cfg.log, "shutdown_incomplete", "thread=%d busy_requests=%zu", w->index,
+                 count_busy(w));
         return NULL;
     }
     h2o_context_dispose(&w->ctx);

@@ -75,6 +75,9 @@ int cmd_serve(struct ab_http_server *srv, const struct cmd_server_flags *f,
     uint16_t port = ab_http_server_port(srv);
     const char *host = f->listen != NULL ? f->listen : "127.0.0.1";
     AB_LOG_I(log, "listening", "component=%s addr=%s port=%u", what, host, (unsigned)port);
+    printf("abacus %s is listening on http://%s:%u/ (Ctrl-C stops it)\n", what, host,
+           (unsigned)port);
+    fflush(stdout);
     if (f->port_file != NULL && write_port_file(f->port_file, port) != 0) {
         fprintf(stderr, "abacus: cannot write --port-file %s: %s\n", f->port_file,
                 strerror(errno));

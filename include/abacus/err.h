@@ -29,10 +29,9 @@ enum ab_err {
     AB_ERR_STORAGE = -15,          /* 500 SQLite error */
     AB_ERR_SCHEMA_TOO_NEW = -16,   /* 500 database written by a newer abacus */
     AB_ERR_INTERNAL = -17,         /* 500 a bug */
-    AB_ERR_USAGE = -18,            /* command-line misuse (no HTTP use; 400 if it ever leaks) */
 };
 
-#define AB_ERR_COUNT 19 /* number of codes, AB_OK included */
+#define AB_ERR_COUNT 18 /* number of codes, AB_OK included */
 
 /* Human text for a failure: what went wrong and which input field it concerns. */
 struct ab_errinfo {
