@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "abacus/db.h"
+#include "abacus/mem.h"
 
 struct cached_stmt {
     const char *sql; /* the caller's literal */
@@ -19,16 +20,6 @@ struct ab_db {
     size_t ncache, capcache;
     int in_tx;
 };
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (q == NULL) {
-        fprintf(stderr, "abacus: out of memory (%zu bytes)\n", n);
-        abort();
-    }
-    return q;
-}
 
 enum ab_err ab_db_fail(struct ab_db *db, int sqlite_rc, const char *what, struct ab_errinfo *ei)
 {
@@ -45,8 +36,7 @@ enum ab_err ab_db_open(const char *path, const struct ab_db_options *opt, struct
 {
     enum ab_err rc = AB_OK;
     *out = NULL;
-    struct ab_db *db = xrealloc(NULL, sizeof(*db));
-    memset(db, 0, sizeof(*db));
+    struct ab_db *db = ab_mem_calloc(1, sizeof(*db));
     int flags = opt->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int src = sqlite3_open_v2(path, &db->handle, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
@@ -108,7 +98,7 @@ enum ab_err ab_db_prepare(struct ab_db *db, const char *sql, sqlite3_stmt **out,
         return ab_db_fail(db, src, "cannot prepare statement", ei);
     if (db->ncache == db->capcache) {
         db->capcache = db->capcache == 0 ? 16 : db->capcache * 2;
-        db->cache = xrealloc(db->cache, db->capcache * sizeof(*db->cache));
+        db->cache = ab_mem_realloc(db->cache, db->capcache * sizeof(*db->cache));
     }
     db->cache[db->ncache++] = (struct cached_stmt){sql, st};
     *out = st;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include "abacus/http.h"
+#include "abacus/mem.h"
 
 #define MAX_PARAMS 8          /* "{name}" segments in one route */
 #define STATUS_MIN 100
@@ -106,32 +107,6 @@ struct ab_http_req {
 };
 
 static const struct ab_url_query EMPTY_QUERY; /* count 0 */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n == 0 ? 1 : n, size);
-    if (p == NULL) {
-        fprintf(stderr, "abacus: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size);
-    if (p == NULL) {
-        fprintf(stderr, "abacus: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(xcalloc(1, n), s, n);
-}
 
 void ab_http_config_defaults(struct ab_http_config *cfg)
 {
@@ -380,8 +355,8 @@ static int split_pattern(const char *pattern, char ***segs_out, size_t *nsegs_ou
             int is_param = p[0] == '{';
             if (is_param && (len < 3 || p[len - 1] != '}'))
                 goto Fail;
-            segs = xrealloc(segs, (n + 1) * sizeof(*segs));
-            segs[n] = xcalloc(1, len + 1);
+            segs = ab_mem_realloc(segs, (n + 1) * sizeof(*segs));
+            segs[n] = ab_mem_calloc(1, len + 1);
             memcpy(segs[n++], p, len);
         }
         if (slash == NULL)
@@ -403,8 +378,9 @@ static size_t intern_pattern(struct ab_http_server *srv, const char *pattern)
     for (size_t i = 0; i < srv->npatterns; i++)
         if (strcmp(srv->patterns[i], pattern) == 0)
             return i;
-    srv->patterns = xrealloc(srv->patterns, (srv->npatterns + 1) * sizeof(*srv->patterns));
-    srv->patterns[srv->npatterns] = xstrdup(pattern);
+    srv->patterns =
+        ab_mem_realloc(srv->patterns, (srv->npatterns + 1) * sizeof(*srv->patterns));
+    srv->patterns[srv->npatterns] = ab_mem_strdup(pattern);
     return srv->npatterns++;
 }
 
@@ -423,10 +399,10 @@ enum ab_err ab_http_route(struct ab_http_server *srv, const char *method, const 
     if (split_pattern(pattern, &r.segs, &r.nsegs) != 0)
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "malformed route pattern %s", pattern);
     snprintf(r.method, sizeof(r.method), "%s", method);
-    r.pattern = xstrdup(pattern);
+    r.pattern = ab_mem_strdup(pattern);
     r.pattern_id = intern_pattern(srv, pattern);
     r.max_body = max_body != 0 ? max_body : srv->cfg.max_body;
-    srv->routes = xrealloc(srv->routes, (srv->nroutes + 1) * sizeof(*srv->routes));
+    srv->routes = ab_mem_realloc(srv->routes, (srv->nroutes + 1) * sizeof(*srv->routes));
     srv->routes[srv->nroutes++] = r;
     return AB_OK;
 }
@@ -713,13 +689,14 @@ static void handle_metrics(struct ab_http_req *req, void *data)
 
 void ab_http_add_ready_check(struct ab_http_server *srv, ab_http_ready_cb cb, void *data)
 {
-    srv->ready = xrealloc(srv->ready, (srv->nready + 1) * sizeof(*srv->ready));
+    srv->ready = ab_mem_realloc(srv->ready, (srv->nready + 1) * sizeof(*srv->ready));
     srv->ready[srv->nready++] = (struct ready_check){cb, data};
 }
 
 void ab_http_add_metrics(struct ab_http_server *srv, ab_http_metrics_cb cb, void *data)
 {
-    srv->writers = xrealloc(srv->writers, (srv->nwriters + 1) * sizeof(*srv->writers));
+    srv->writers =
+        ab_mem_realloc(srv->writers, (srv->nwriters + 1) * sizeof(*srv->writers));
     srv->writers[srv->nwriters++] = (struct metrics_writer){cb, data};
 }
 
@@ -728,9 +705,9 @@ void ab_http_add_metrics(struct ab_http_server *srv, ab_http_metrics_cb cb, void
 enum ab_err ab_http_server_new(const struct ab_http_config *cfg, struct ab_http_server **out,
                                struct ab_errinfo *ei)
 {
-    struct ab_http_server *srv = xcalloc(1, sizeof(*srv));
+    struct ab_http_server *srv = ab_mem_calloc(1, sizeof(*srv));
     srv->cfg = *cfg;
-    srv->listen = xstrdup(cfg->listen != NULL ? cfg->listen : "127.0.0.1");
+    srv->listen = ab_mem_strdup(cfg->listen != NULL ? cfg->listen : "127.0.0.1");
     srv->cfg.listen = srv->listen;
     if (srv->cfg.threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -899,13 +876,13 @@ enum ab_err ab_http_server_start(struct ab_http_server *srv, struct ab_errinfo *
         on_setup_ostream;
 
     srv->nworkers = srv->cfg.threads;
-    srv->workers = xcalloc((size_t)srv->nworkers, sizeof(*srv->workers));
+    srv->workers = ab_mem_calloc((size_t)srv->nworkers, sizeof(*srv->workers));
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         w->srv = srv;
         w->index = i;
         w->fd = -1;
-        w->metrics = xcalloc(srv->npatterns, sizeof(*w->metrics));
+        w->metrics = ab_mem_calloc(srv->npatterns, sizeof(*w->metrics));
         if ((rc = open_listener(srv->cfg.listen, &port, 1, &w->fd, ei)) != AB_OK)
             goto Fail;
     }
