@@ -1,10 +1,10 @@
-# Generates a C source holding every migrations/NNNN_<what>.sql as the array ab_migrations.
-# Invoked at build time: cmake -DSRC_DIR=... -DOUT=... -P embed_migrations.cmake
+# Generates a C source holding every SRC_DIR/NNNN_<what>.sql as the array VAR (and VAR_count).
+# Invoked at build time: cmake -DSRC_DIR=... -DVAR=... -DOUT=... -P embed_migrations.cmake
 # Fails the build when the files are not numbered 0001, 0002, ... without gaps.
 file(GLOB files RELATIVE "${SRC_DIR}" "${SRC_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
 list(SORT files)
-set(body "/* Generated from migrations/ by cmake/embed_migrations.cmake. Do not edit. */\n")
-string(APPEND body "#include \"abacus/migrate.h\"\n\nconst struct ab_migration ab_migrations[] = {\n")
+set(body "/* Generated from ${SRC_DIR} by cmake/embed_migrations.cmake. Do not edit. */\n")
+string(APPEND body "#include \"abacus/migrate.h\"\n\nconst struct ab_migration ${VAR}[] = {\n")
 set(expected 1)
 foreach(f IN LISTS files)
   string(SUBSTRING "${f}" 0 4 num)
@@ -20,7 +20,7 @@ foreach(f IN LISTS files)
   math(EXPR expected "${expected} + 1")
 endforeach()
 math(EXPR count "${expected} - 1")
-string(APPEND body "    {0, 0, 0}\n};\n\nconst size_t ab_migrations_count = ${count};\n")
+string(APPEND body "    {0, 0, 0}\n};\n\nconst size_t ${VAR}_count = ${count};\n")
 file(WRITE "${OUT}.tmp" "${body}")
 file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
 file(REMOVE "${OUT}.tmp")

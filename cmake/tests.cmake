@@ -23,7 +23,7 @@ function(abacus_test name)
                        ENVIRONMENT "${TEST_ENV}")
 endfunction()
 
-foreach(mod clock db err http json log mem migrate url utf8)
+foreach(mod clock db err http json log mem migrate snapshot url utf8)
   abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
 endforeach()
 
