@@ -27,15 +27,25 @@ foreach(mod clock db err http json log mem migrate snapshot url utf8)
   abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
 endforeach()
 
+abacus_test(test_condition SOURCES tests/unit/test_condition.c LABELS unit)
+target_link_libraries(test_condition PRIVATE abacus_assign)
+
 foreach(it server cli)
   abacus_test(it_${it} SOURCES tests/integration/it_${it}.c
               LABELS integration TIMEOUT 180)
   add_dependencies(it_${it} abacus)
 endforeach()
 
+# libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
+# libraries that fuzz targets exercise are instrumented too.
+if(ABACUS_FUZZ)
+  target_compile_options(abacus_assign PRIVATE -fsanitize=fuzzer-no-link)
+  target_link_options(abacus_assign INTERFACE -fsanitize=fuzzer-no-link)
+endif()
+
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json)
+foreach(target url json condition)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -51,6 +61,9 @@ foreach(target url json)
     target_link_libraries(${exe} PRIVATE abacus_lib)
     add_test(NAME ${exe} COMMAND ${exe} ${corpus})
     set(FUZZ_TIMEOUT 60)
+  endif()
+  if(target STREQUAL "condition")
+    target_link_libraries(${exe} PRIVATE abacus_assign)
   endif()
   target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
   set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz
@@ -69,8 +82,9 @@ if(ABACUS_LINT)
   add_test(NAME lint_cppcheck
            COMMAND ${CPPCHECK} --error-exitcode=1 --enable=warning,portability,performance
                    --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include
-                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src)
-  file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c)
+                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign)
+  file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c
+       ${CMAKE_SOURCE_DIR}/assign/*.c)
   add_test(NAME lint_clang_tidy
            COMMAND ${CLANG_TIDY} --quiet -p ${CMAKE_BINARY_DIR} ${LINT_SOURCES})
   set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES

@@ -5,7 +5,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Packages to build and run abacus.
 BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-dev libjansson-dev
-  libssl-dev)
+  libssl-dev libpcre2-dev)
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
 # the lint tools, sqlite3 for looking at test databases.
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3)
