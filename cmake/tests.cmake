@@ -29,12 +29,39 @@ endforeach()
 
 abacus_test(test_condition SOURCES tests/unit/test_condition.c LABELS unit)
 target_link_libraries(test_condition PRIVATE abacus_assign)
+abacus_test(test_conformance SOURCES tests/unit/test_conformance.c LABELS unit)
+target_link_libraries(test_conformance PRIVATE abacus_assign)
 
-foreach(it server cli)
+foreach(it server cli assign)
   abacus_test(it_${it} SOURCES tests/integration/it_${it}.c
               LABELS integration TIMEOUT 180)
   add_dependencies(it_${it} abacus)
 endforeach()
+target_link_libraries(it_assign PRIVATE abacus_assign)
+abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
+add_dependencies(it_client abacus write_snapshot)
+target_link_libraries(it_client PRIVATE abacus_client)
+target_compile_definitions(it_client PRIVATE WRITE_SNAPSHOT_BIN="$<TARGET_FILE:write_snapshot>")
+# the README's SDK example, built so that it keeps compiling
+add_executable(client_example tests/sdk/client_example.c)
+target_compile_options(client_example PRIVATE ${ABACUS_WARNINGS})
+target_link_libraries(client_example PRIVATE abacus_client)
+
+# The real GrowthBook JavaScript SDK against a running assign node (scripts/test installs node and
+# the pinned SDK into tests/sdk/node_modules).
+add_executable(write_snapshot tests/tools/write_snapshot.c)
+target_compile_options(write_snapshot PRIVATE ${ABACUS_WARNINGS})
+target_link_libraries(write_snapshot PRIVATE abacus_lib)
+find_program(NODE node)
+if(NOT NODE OR NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/sdk/node_modules/@growthbook/growthbook)
+  message(FATAL_ERROR "the SDK agreement test needs node and tests/sdk/node_modules "
+                      "(scripts/test installs both)")
+endif()
+add_test(NAME sdk_growthbook_agreement
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/sdk/run_gb_agreement.sh $<TARGET_FILE:abacus>
+                 $<TARGET_FILE:write_snapshot> ${CMAKE_SOURCE_DIR}/tests/data/assign_fixture.json)
+set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIMEOUT 600
+                     ENVIRONMENT "${TEST_ENV}")
 
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.

@@ -331,6 +331,11 @@ const char *ab_http_header(const struct ab_http_req *req, const char *name, size
     return h2o_strdup(&req->h2o->pool, h->value.base, h->value.len).base;
 }
 
+int ab_http_thread(const struct ab_http_req *req)
+{
+    return req->w->index;
+}
+
 void *ab_http_alloc(struct ab_http_req *req, size_t size)
 {
     return h2o_mem_alloc_pool(&req->h2o->pool, size);
@@ -905,6 +910,11 @@ Fail:
             srv->workers[i].fd = -1;
         }
     return rc;
+}
+
+int ab_http_server_threads(const struct ab_http_server *srv)
+{
+    return srv->cfg.threads;
 }
 
 uint16_t ab_http_server_port(const struct ab_http_server *srv)

@@ -5,12 +5,24 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Packages to build and run abacus.
 BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-dev libjansson-dev
-  libssl-dev libpcre2-dev)
+  libssl-dev libpcre2-dev libcurl4-openssl-dev)
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
-# the lint tools, sqlite3 for looking at test databases.
+# the lint tools, sqlite3 (tests edit snapshot files with it).
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3)
 
+# node and npm run the GrowthBook SDK agreement test; Debian's packages unless a node is present.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  TEST_PACKAGES+=(nodejs npm)
+fi
+
 log() { printf '==> %s\n' "$*" >&2; }
+
+# ensure_sdk_packages: the pinned npm packages of tests/sdk (package-lock.json).
+ensure_sdk_packages() {
+  [ -d "$ROOT/tests/sdk/node_modules/@growthbook/growthbook" ] && return 0
+  log "installing tests/sdk npm packages"
+  (cd "$ROOT/tests/sdk" && npm ci --no-audit --no-fund --loglevel=error)
+}
 
 # ensure_packages PKG...: apt-get update once and install those not installed yet.
 ensure_packages() {

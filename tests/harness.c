@@ -205,26 +205,30 @@ void abacus_log(const struct abacus_proc *p, char *buf, size_t len)
     fclose(fp);
 }
 
-int abacus_start(struct abacus_proc *p, const char *const *extra)
+int abacus_spawn(struct abacus_proc *p, const char *const *args)
 {
-    memset(p, 0, sizeof(*p));
-    if (make_temp_dir(p->dir) != 0)
+    p->pid = 0;
+    p->port = 0;
+    if (p->dir[0] == '\0' && make_temp_dir(p->dir) != 0)
         return -1;
-    char data[512], portfile[512], logfile[512];
-    snprintf(data, sizeof(data), "%s/data", p->dir);
+    char portfile[512], logfile[512];
     snprintf(portfile, sizeof(portfile), "%s/port", p->dir);
     snprintf(logfile, sizeof(logfile), "%s/log", p->dir);
-    const char *argv[32] = {ABACUS_BIN, "up", "--data-dir", data, "--port", "0", "--port-file",
-                            portfile, "--threads", "2"};
-    int argc = 10;
-    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 31; i++)
-        argv[argc++] = extra[i];
+    unlink(portfile);
+    const char *argv[40] = {ABACUS_BIN};
+    int argc = 1;
+    for (int i = 0; args[i] != NULL && argc < 35; i++)
+        argv[argc++] = args[i];
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    argv[argc++] = "--port-file";
+    argv[argc++] = portfile;
     argv[argc] = NULL;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        int fd = open(logfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(fd, 1);
@@ -257,6 +261,21 @@ int abacus_start(struct abacus_proc *p, const char *const *extra)
     if (p->pid > 0)
         abacus_stop(p, SIGKILL, 5000);
     return -1;
+}
+
+int abacus_start(struct abacus_proc *p, const char *const *extra)
+{
+    memset(p, 0, sizeof(*p));
+    if (make_temp_dir(p->dir) != 0)
+        return -1;
+    char data[512];
+    snprintf(data, sizeof(data), "%s/data", p->dir);
+    const char *args[32] = {"up", "--data-dir", data, "--threads", "2"};
+    int n = 5;
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return abacus_spawn(p, args);
 }
 
 int abacus_stop(struct abacus_proc *p, int sig, int timeout_ms)

@@ -58,6 +58,12 @@ void remove_tree(const char *dir);
 int abacus_start(struct abacus_proc *p, const char *const *extra);
 
 /*
+ * Starts `abacus ARGS... --port 0 --port-file DIR/port` in p->dir (which the caller made with
+ * make_temp_dir, or "" for a fresh one), stderr to DIR/log; waits until it listens.
+ */
+int abacus_spawn(struct abacus_proc *p, const char *const *args);
+
+/*
  * Sends sig to the process and waits up to timeout_ms for it to exit. Returns its exit code,
  * 128+signal when killed by one, or -1 when it did not exit in time (it is then SIGKILLed).
  */

@@ -80,6 +80,9 @@ void ab_http_add_metrics(struct ab_http_server *srv, ab_http_metrics_cb cb, void
  */
 enum ab_err ab_http_server_start(struct ab_http_server *srv, struct ab_errinfo *ei);
 
+/* Number of worker threads (known from ab_http_server_new on). */
+int ab_http_server_threads(const struct ab_http_server *srv);
+
 /* The port the server listens on (meaningful after start; resolves port 0). */
 uint16_t ab_http_server_port(const struct ab_http_server *srv);
 
@@ -111,6 +114,9 @@ const char *ab_http_body(const struct ab_http_req *req, size_t *len);
 
 /* Value of the first header called name (case-insensitive), or NULL; *len gets its length. */
 const char *ab_http_header(const struct ab_http_req *req, const char *name, size_t *len);
+
+/* Index of the worker thread handling the request, 0 .. ab_http_server_threads() - 1. */
+int ab_http_thread(const struct ab_http_req *req);
 
 /* Memory that lives as long as the request; freed with it (never free it by hand). */
 void *ab_http_alloc(struct ab_http_req *req, size_t size);

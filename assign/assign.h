@@ -1,0 +1,48 @@
+/*
+ * The assignment component's one public header: an assign node that serves experiment
+ * assignments from a compiled snapshot (DESIGN.md section 4). main.c creates a node, mounts its
+ * routes on an HTTP server and starts it; the node loads the snapshot file and reloads it when a
+ * newer one appears. The request path takes no lock and makes no SQLite call.
+ */
+#ifndef ABACUS_ASSIGN_H
+#define ABACUS_ASSIGN_H
+
+#include "abacus/clock.h"
+#include "abacus/err.h"
+#include "abacus/http.h"
+#include "abacus/log.h"
+
+struct assign_node;
+
+struct assign_node_config {
+    const char *snapshot_file; /* path of the snapshot to serve, reloaded when it changes */
+    int poll_interval_ms;      /* how often the file is checked; 0 = 5000 */
+    const struct ab_log *log;
+    const struct ab_clock *clock;
+};
+
+/* Creates a node; nothing is loaded until assign_node_start. */
+enum ab_err assign_node_new(const struct assign_node_config *cfg, struct assign_node **out,
+                            struct ab_errinfo *ei);
+
+/*
+ * Registers the node's routes on srv (GET/POST /v1/assign, GET /api/features/{clientKey},
+ * POST /api/eval/{clientKey}), its readiness check (ready once a snapshot is loaded) and its
+ * metrics (snapshot version, age, reloads and rejections by reason).
+ */
+enum ab_err assign_node_mount(struct assign_node *node, struct ab_http_server *srv,
+                              struct ab_errinfo *ei);
+
+/*
+ * Loads the snapshot file now (a missing or invalid file is logged and retried; the node is then
+ * not ready) and starts the thread that watches it.
+ */
+enum ab_err assign_node_start(struct assign_node *node, struct ab_errinfo *ei);
+
+/* Stops the watcher thread. */
+void assign_node_stop(struct assign_node *node);
+
+/* Frees a stopped node (after the HTTP server has stopped). Accepts NULL. */
+void assign_node_free(struct assign_node *node);
+
+#endif

@@ -1,0 +1,225 @@
+/*
+ * Private types of the assignment component: a compiled experiment (GrowthBook's Experiment with
+ * everything precomputed: bucket ranges, conditions, filters), the context a unit is evaluated
+ * in, and the result with the reason a unit is not in an experiment. The evaluation core
+ * (eval.c) is pure: no I/O, no locks, nothing allocated per evaluation. feature.c evaluates
+ * GrowthBook features (rules) on top of it, for the SDK endpoints and the conformance suite.
+ */
+#ifndef ABACUS_ASSIGN_INT_H
+#define ABACUS_ASSIGN_INT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "abacus/err.h"
+#include "abacus/snapshot.h"
+#include "condition.h"
+#include "hash.h"
+
+/* Why a unit got the variation it got (or none). */
+enum assign_reason {
+    ASSIGN_HASHED,              /* in the experiment by its hash */
+    ASSIGN_FORCED,              /* forced for this unit (override, forcedVariations) */
+    ASSIGN_QUERY_OVERRIDE,      /* forced by the page URL's query string */
+    ASSIGN_EXPERIMENT_FORCE,    /* the experiment forces one variation on everyone included */
+    ASSIGN_TOO_FEW_VARIATIONS,  /* fewer than 2 variations */
+    ASSIGN_DISABLED,            /* the context disables all experiments */
+    ASSIGN_NOT_RUNNING,         /* active false (paused, stopped) */
+    ASSIGN_NO_HASH_ATTRIBUTE,   /* the hash attribute (and fallback) is missing or empty */
+    ASSIGN_FILTERED,            /* a filter excluded the unit */
+    ASSIGN_NAMESPACE,           /* outside the experiment's range of its layer */
+    ASSIGN_CONDITION,           /* the targeting condition failed */
+    ASSIGN_PREREQUISITE,        /* a parent condition failed */
+    ASSIGN_COVERAGE,            /* hashed outside every variation's range */
+    ASSIGN_QA_MODE,             /* the context allows forced variations only */
+};
+
+/* snake_case name of a reason ("coverage"), as the HTTP API reports it. */
+const char *assign_reason_name(enum assign_reason r);
+
+struct assign_meta {
+    char *key;       /* NULL: the variation's index as a string */
+    char *name;      /* may be NULL */
+    int passthrough; /* holdout: in the experiment, but the feature rule falls through */
+};
+
+struct assign_filter {
+    char *seed;
+    char *attribute; /* default "id" */
+    int hash_version; /* default 2 */
+    struct assign_range *ranges;
+    size_t nranges;
+};
+
+struct assign_parent {
+    char *id;                  /* parent feature key */
+    struct assign_cond *cond;  /* evaluated against {"value": <parent's value>} */
+    int gate;                  /* feature rules: a failed gate blocks the whole feature */
+};
+
+struct assign_override {
+    char *unit;    /* hash attribute value */
+    int variation; /* index */
+};
+
+struct assign_experiment {
+    char *key;
+    json_t *variations;           /* array, owned reference */
+    size_t nvariations;
+    double coverage;              /* [0, 1] as given (clamped when ranges are built) */
+    double *weights;              /* [nweights], as given; NULL for none */
+    size_t nweights;
+    int explicit_ranges;          /* ranges came from the definition, not from weights */
+    struct assign_range *ranges;  /* [nvariations] */
+    struct assign_meta *meta;     /* [nmeta]; meta[i] describes variation i */
+    size_t nmeta;
+    char *seed;                   /* default: key */
+    char *hash_attribute;         /* default "id" */
+    char *fallback_attribute;     /* NULL for none */
+    int hash_version;             /* GrowthBook default 1; Abacus experiments use 2 */
+    int active;                   /* 0: everyone gets variation 0, not in the experiment */
+    int has_force;
+    int force;                    /* variation forced on everyone included */
+    int has_namespace;
+    char *ns_id;
+    double ns_start, ns_end;      /* [start, end) of the namespace */
+    struct assign_filter *filters;
+    size_t nfilters;
+    struct assign_cond *condition; /* NULL: everyone */
+    struct assign_parent *parents;
+    size_t nparents;
+    struct assign_override *overrides; /* sorted by unit (strcmp) for bsearch */
+    size_t noverrides;
+    char *bandit_ref;             /* contextual bandit (GrowthBook), NULL for none */
+};
+
+/*
+ * Evaluates a parent feature for a prerequisite: *value gets its value (a new reference, the
+ * caller's). Returns 0, or -1 when evaluating it would be cyclic.
+ */
+typedef int (*assign_parent_cb)(void *data, const char *feature_id, json_t **value);
+
+struct assign_context {
+    const json_t *attributes;        /* object, may be NULL */
+    const json_t *forced_variations; /* object key -> index, may be NULL */
+    const char *url;                 /* page URL for query-string overrides, may be NULL */
+    int qa_mode;
+    int disabled;                    /* the spec's enabled == false */
+    const json_t *saved_groups;      /* for conditions compiled on the fly (bandits) */
+    const json_t *contextual_bandits; /* object ref -> {banditVersion, contexts}, may be NULL */
+    assign_parent_cb parent_cb;      /* NULL: prerequisites fail */
+    void *parent_data;
+};
+
+struct assign_result {
+    int in_experiment;
+    int variation;               /* always a valid index (0 when not in the experiment) */
+    int hash_used;
+    double bucket;               /* the unit's hash, when hash_used */
+    enum assign_reason reason;
+    const char *hash_attribute;  /* attribute used (borrowed from the experiment) */
+    const json_t *hash_value;    /* its value (borrowed from the attributes), NULL for "" */
+    /* contextual bandit, when one chose the weights */
+    int bandit;                  /* 1 when the fields below are set */
+    long long leaf_id;
+    double bandit_weights[16];
+    size_t nbandit_weights;
+    long long bandit_version;
+};
+
+/*
+ * Compiles a GrowthBook Experiment object (key, variations, weights, coverage, ranges, meta,
+ * seed, hashAttribute, fallbackAttribute, hashVersion, active, force, namespace, filters,
+ * condition, parentConditions) into *out (the caller's; assign_experiment_free). saved_groups
+ * is used by the conditions. Errors: AB_ERR_INVALID_FIELD naming the field.
+ */
+enum ab_err assign_experiment_compile(const json_t *def, const json_t *saved_groups,
+                                      struct assign_experiment **out, struct ab_errinfo *ei);
+
+void assign_experiment_free(struct assign_experiment *e);
+
+/* GrowthBook Filter objects -> *out[*n] (free with assign_filters_free). */
+enum ab_err assign_filters_compile(const json_t *arr, struct assign_filter **out, size_t *n,
+                                   struct ab_errinfo *ei);
+void assign_filters_free(struct assign_filter *filters, size_t n);
+
+/* The spec's isFilteredOut: 1 when a filter excludes the unit described by attrs. */
+int assign_filters_exclude(const struct assign_filter *filters, size_t n, const json_t *attrs);
+
+/* GrowthBook's run(experiment): the variation of the unit described by ctx. */
+void assign_run(const struct assign_experiment *e, const struct assign_context *ctx,
+                struct assign_result *res);
+
+/*
+ * The string a JSON attribute value is hashed as, the way JavaScript turns it into a string
+ * (123 -> "123", 1.5 -> "1.5", true -> "true"), or NULL when the value counts as empty (missing,
+ * null, false, 0, ""). *len gets the length; buf (at least 32 bytes) may hold the text.
+ */
+const char *assign_attr_text(const json_t *v, char *buf, size_t *len);
+
+/* GrowthBook's getQueryStringOverride: the forced index from url, or -1. */
+int assign_query_override(const char *key, const char *url, size_t nvariations);
+
+/* --- features (feature.c) --- */
+
+/*
+ * GrowthBook's evalFeature(key) with ctx's attributes etc. over features (a FeatureMap object):
+ * returns the FeatureResult object (a new reference: value, on, off, source, ruleId, and
+ * experiment / experimentResult when the source is an experiment).
+ */
+json_t *assign_feature_eval(const json_t *features, const char *key,
+                            const struct assign_context *ctx);
+
+/* GrowthBook's ExperimentResult object for res (a new reference). feature_id may be NULL. */
+json_t *assign_result_json(const struct assign_experiment *e, const struct assign_result *res,
+                           const char *feature_id);
+
+/* --- compiled snapshots (snap.c) --- */
+
+/* One Abacus experiment of a snapshot, compiled. */
+struct assign_entry {
+    struct assign_experiment *exp; /* key, ranges, condition... */
+    int running;                   /* 0: paused (everyone gets the control, not_running) */
+    char **variant_keys;           /* [exp->nvariations] */
+    json_t **payloads;             /* [exp->nvariations], owned */
+    int64_t phase;
+};
+
+/*
+ * A snapshot compiled for serving: immutable once built, shared by every worker thread, freed
+ * when its last reference is released.
+ */
+struct assign_snap {
+    _Atomic long refs;
+    int64_t version;          /* snapshot version */
+    int64_t created_at;       /* ms since epoch, when the control plane wrote it */
+    struct assign_entry *entries; /* sorted by key */
+    size_t nentries;
+    size_t *running;          /* indexes of running entries, in key order */
+    size_t nrunning;
+    char **client_key_hashes; /* sorted hex SHA-256 */
+    size_t nclient_keys;
+    json_t *gb_features;      /* GrowthBook FeatureMap of all experiments, owned */
+    char *features_body;      /* the /api/features payload, compact JSON */
+    size_t features_len;
+    char etag[48];            /* strong ETag of features_body ("\"v17\"") */
+};
+
+/*
+ * Compiles s into *out (one reference, the caller's). Errors: AB_ERR_INVALID_FIELD naming the
+ * experiment and field when an experiment does not compile (a condition that is not valid).
+ */
+enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap **out,
+                                struct ab_errinfo *ei);
+
+struct assign_snap *assign_snap_ref(struct assign_snap *snap);
+void assign_snap_release(struct assign_snap *snap); /* accepts NULL */
+
+/* The entry for key, or NULL. */
+const struct assign_entry *assign_snap_find(const struct assign_snap *snap, const char *key);
+
+/* 1 when key hashes to one of the snapshot's SDK client keys. */
+int assign_snap_client_key_ok(const struct assign_snap *snap, const char *key);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Hashing and bucketing of GrowthBook's SDK specification: FNV-1a over UTF-16 code units (as the
+ * reference JavaScript SDK hashes strings), hash versions 1 and 2, bucket ranges from coverage and
+ * weights, choosing a variation, namespaces. Private to assign/; pure functions, no allocation.
+ * Checked bit for bit by the hash, getBucketRange, chooseVariation, inNamespace and
+ * getEqualWeights sections of tests/data/growthbook-cases.json.
+ */
+#ifndef ABACUS_ASSIGN_HASH_H
+#define ABACUS_ASSIGN_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ASSIGN_FNV_OFFSET 0x811c9dc5u
+
+struct assign_range {
+    double start; /* inclusive */
+    double end;   /* exclusive */
+};
+
+/*
+ * Continues a 32-bit FNV-1a hash h over the UTF-16 code units of the UTF-8 text s[0..len): each
+ * code point below U+10000 is one unit, others a surrogate pair. s must be valid UTF-8.
+ */
+uint32_t assign_fnv1a(uint32_t h, const char *s, size_t len);
+
+/*
+ * GrowthBook's hash(seed, value, version) in [0, 1): version 1 is (fnv(value + seed) % 1000) /
+ * 1000, version 2 is (fnv(decimal(fnv(seed + value))) % 10000) / 10000. Returns -1 for any other
+ * version (the spec's null: the unit is not in the experiment).
+ */
+double assign_hash(const char *seed, size_t seed_len, const char *value, size_t value_len,
+                   int version);
+
+/* 1 when start <= n < end. */
+static inline int assign_in_range(double n, const struct assign_range *r)
+{
+    return n >= r->start && n < r->end;
+}
+
+/* n equal weights 1/n into out (nothing for n < 1). */
+void assign_equal_weights(size_t n, double *out);
+
+/*
+ * Bucket ranges of n variations into out[n]: coverage clamped to [0, 1]; weights (may be NULL,
+ * or nweights != n, or not summing to 1 +- 0.01) replaced by equal weights; range i is
+ * [c_i, c_i + coverage * w_i) with c_i the cumulative weight before i.
+ */
+void assign_bucket_ranges(size_t n, double coverage, const double *weights, size_t nweights,
+                          struct assign_range *out);
+
+/* Index of the first range containing n, or -1. */
+int assign_choose_variation(double n, const struct assign_range *ranges, size_t nranges);
+
+/* GrowthBook's inNamespace: start <= hash("__" + id, unit, 1) < end. */
+int assign_in_namespace(const char *unit, size_t unit_len, const char *ns_id, size_t ns_len,
+                        double start, double end);
+
+#endif
