@@ -75,6 +75,8 @@ struct assign_experiment {
     struct assign_meta *meta;     /* [nmeta]; meta[i] describes variation i */
     size_t nmeta;
     char *seed;                   /* default: key */
+    size_t seed_len;
+    uint32_t seed_state;          /* FNV-1a state after the seed, for hash version 2 */
     char *hash_attribute;         /* default "id" */
     char *fallback_attribute;     /* NULL for none */
     int hash_version;             /* GrowthBook default 1; Abacus experiments use 2 */

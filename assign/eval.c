@@ -282,6 +282,8 @@ enum ab_err assign_experiment_compile(const json_t *def, const json_t *saved_gro
     e->seed = opt_string(def, "seed");
     if (e->seed == NULL)
         e->seed = ab_mem_strdup(e->key);
+    e->seed_len = strlen(e->seed);
+    e->seed_state = assign_fnv1a(ASSIGN_FNV_OFFSET, e->seed, e->seed_len);
     e->hash_attribute = opt_string(def, "hashAttribute");
     if (e->hash_attribute == NULL)
         e->hash_attribute = ab_mem_strdup("id");
@@ -556,7 +558,8 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
     const struct assign_range *ranges = e->ranges;
     if (e->bandit_ref != NULL && bandit_ranges(e, ctx, res, bandit))
         ranges = bandit;
-    double n = assign_hash(e->seed, strlen(e->seed), text, len, e->hash_version);
+    double n = e->hash_version == 2 ? assign_hash_v2_from(e->seed_state, text, len)
+                                    : assign_hash(e->seed, e->seed_len, text, len, e->hash_version);
     int assigned = n < 0 ? -1 : assign_choose_variation(n, ranges, e->nvariations);
     if (assigned < 0)
         return not_in(res, ASSIGN_COVERAGE);

@@ -2,7 +2,6 @@
  * Hashing and bucketing (see hash.h). FNV-1a 32-bit with the reference SDK's unit of hashing,
  * the UTF-16 code unit, decoded here from UTF-8 on the fly so nothing is allocated.
  */
-#include <stdio.h>
 #include "hash.h"
 
 #define FNV_PRIME 0x01000193u
@@ -46,17 +45,25 @@ uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
     return h;
 }
 
+double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len)
+{
+    uint32_t inner = assign_fnv1a(seed_state, value, value_len);
+    char dec[10]; /* decimal of inner, written from the end */
+    size_t at = sizeof(dec);
+    do {
+        dec[--at] = (char)('0' + inner % 10);
+        inner /= 10;
+    } while (inner != 0);
+    uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, dec + at, sizeof(dec) - at);
+    return (double)(outer % 10000) / 10000;
+}
+
 double assign_hash(const char *seed, size_t seed_len, const char *value, size_t value_len,
                    int version)
 {
-    if (version == 2) {
-        uint32_t inner = assign_fnv1a(assign_fnv1a(ASSIGN_FNV_OFFSET, seed, seed_len), value,
-                                      value_len);
-        char dec[16];
-        int n = snprintf(dec, sizeof(dec), "%u", (unsigned)inner);
-        uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, dec, (size_t)n);
-        return (double)(outer % 10000) / 10000;
-    }
+    if (version == 2)
+        return assign_hash_v2_from(assign_fnv1a(ASSIGN_FNV_OFFSET, seed, seed_len), value,
+                                   value_len);
     if (version == 1) {
         uint32_t h = assign_fnv1a(assign_fnv1a(ASSIGN_FNV_OFFSET, value, value_len), seed,
                                   seed_len);

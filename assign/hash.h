@@ -32,6 +32,13 @@ uint32_t assign_fnv1a(uint32_t h, const char *s, size_t len);
 double assign_hash(const char *seed, size_t seed_len, const char *value, size_t value_len,
                    int version);
 
+/*
+ * hash() version 2 with the FNV state after the seed precomputed (seed_state =
+ * assign_fnv1a(ASSIGN_FNV_OFFSET, seed, seed_len)): the same value, without rehashing the seed
+ * for every unit. Version 1 hashes value + seed, so it has no such shortcut.
+ */
+double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len);
+
 /* 1 when start <= n < end. */
 static inline int assign_in_range(double n, const struct assign_range *r)
 {

@@ -49,9 +49,6 @@ target_link_libraries(client_example PRIVATE abacus_client)
 
 # The real GrowthBook JavaScript SDK against a running assign node (scripts/test installs node and
 # the pinned SDK into tests/sdk/node_modules).
-add_executable(write_snapshot tests/tools/write_snapshot.c)
-target_compile_options(write_snapshot PRIVATE ${ABACUS_WARNINGS})
-target_link_libraries(write_snapshot PRIVATE abacus_lib)
 find_program(NODE node)
 if(NOT NODE OR NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/sdk/node_modules/@growthbook/growthbook)
   message(FATAL_ERROR "the SDK agreement test needs node and tests/sdk/node_modules "
@@ -66,8 +63,10 @@ set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIME
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
-  target_compile_options(abacus_assign PRIVATE -fsanitize=fuzzer-no-link)
-  target_link_options(abacus_assign INTERFACE -fsanitize=fuzzer-no-link)
+  foreach(lib abacus_lib abacus_assign)
+    target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link)
+    target_link_options(${lib} INTERFACE -fsanitize=fuzzer-no-link)
+  endforeach()
 endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise

@@ -110,12 +110,17 @@ static json_t *col_json(sqlite3_stmt *st, int i)
     return json_loads(t, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 }
 
+static int cmp_experiment(const void *key, const void *elem)
+{
+    const char *k = ((const struct ab_snapshot_experiment *)elem)->key;
+    return strcmp(key, k != NULL ? k : "");
+}
+
+/* experiments are read ORDER BY key (SQLite's BINARY collation is strcmp order) */
 static struct ab_snapshot_experiment *find_experiment(struct ab_snapshot *s, const char *key)
 {
-    for (size_t i = 0; i < s->nexperiments; i++) /* few per file; sorted lookups if needed */
-        if (strcmp(s->experiments[i].key, key) == 0)
-            return &s->experiments[i];
-    return NULL;
+    return bsearch(key, s->experiments, s->nexperiments, sizeof(*s->experiments),
+                   cmp_experiment);
 }
 
 static enum ab_err read_experiments(struct ab_db *db, struct ab_snapshot *s, struct ab_errinfo *ei)

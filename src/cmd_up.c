@@ -1,7 +1,8 @@
 /*
  * `abacus up`: the whole platform in one process on one port, with its data (SQLite) under
  * --data-dir. Today that is the HTTP core with /healthz, /readyz and /metrics over a migrated
- * control database; each component mounts its routes here as it arrives.
+ * control database, and the assign node when --snapshot-file names a snapshot (until the control
+ * plane publishes them itself); each component mounts its routes here as it arrives.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,15 +11,17 @@
 #include <sys/stat.h>
 #include "abacus/db.h"
 #include "abacus/migrate.h"
+#include "assign.h"
 #include "cmd.h"
 
 static void usage(FILE *out)
 {
     fputs("usage: abacus up [--data-dir DIR] [--listen ADDR] [--port N] [--threads N]\n"
-          "                 [--port-file PATH]\n"
+          "                 [--port-file PATH] [--snapshot-file PATH [--poll-interval S]]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
-          "Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.\n",
+          "With --snapshot-file, also serves assignments from that snapshot (see abacus\n"
+          "assign --help). Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.\n",
           out);
 }
 
@@ -62,12 +65,16 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
+                                         {"snapshot-file", required_argument, NULL, 'f'},
+                                         {"poll-interval", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     const char *data_dir = "./data";
+    struct assign_node_config ncfg = {.log = log, .clock = &ab_clock_system};
+    long poll_s = 5;
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING "D:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING "D:f:i:h", opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
@@ -76,6 +83,13 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         switch (opt) {
         case 'D':
             data_dir = optarg;
+            break;
+        case 'f':
+            ncfg.snapshot_file = optarg;
+            break;
+        case 'i':
+            if (cmd_parse_int("poll-interval", optarg, 1, 86400, &poll_s) != 0)
+                return CMD_EXIT_USAGE;
             break;
         case 'h':
             usage(stdout);
@@ -97,12 +111,21 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     cmd_server_config(&flags, &cfg);
     cfg.log = log;
     struct ab_http_server *srv = NULL;
+    struct assign_node *node = NULL;
     struct ab_errinfo ei;
-    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
+    int code = CMD_EXIT_FAIL;
+    ncfg.poll_interval_ms = (int)poll_s * 1000;
+    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK ||
+        (ncfg.snapshot_file != NULL &&
+         (assign_node_new(&ncfg, &node, &ei) != AB_OK ||
+          assign_node_mount(node, srv, &ei) != AB_OK || assign_node_start(node, &ei) != AB_OK))) {
         fprintf(stderr, "abacus: %s\n", ei.message);
-        return CMD_EXIT_FAIL;
+        goto Exit;
     }
-    int code = cmd_serve(srv, &flags, log, "up");
+    code = cmd_serve(srv, &flags, log, "up");
+Exit:
+    assign_node_stop(node);
     ab_http_server_free(srv);
+    assign_node_free(node);
     return code;
 }

@@ -433,6 +433,23 @@ static void test_sdk_endpoints(void **state)
     json_decref(ev);
 }
 
+static void test_up_mounts_the_assign_node(void **state)
+{
+    (void)state;
+    write_snapshot(5, 0.3);
+    char data[600];
+    snprintf(data, sizeof(data), "%s/data", g_node.dir);
+    const char *args[] = {"up", "--data-dir", data, "--threads", "2", "--snapshot-file", g_file,
+                          NULL};
+    assert_int_equal(abacus_spawn(&g_node, args), 0);
+    assert_true(wait_ready(200));
+    assert_int_equal(served_version(), 5);
+    int st;
+    json_t *d = get_json("/healthz", &st);
+    assert_int_equal(st, 200);
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -441,6 +458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_post_all_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readiness_reload_and_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sdk_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_up_mounts_the_assign_node, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
