@@ -185,6 +185,7 @@ struct assign_entry {
     int running;                   /* 0: paused (everyone gets the control, not_running) */
     char **variant_keys;           /* [exp->nvariations] */
     json_t **payloads;             /* [exp->nvariations], owned */
+    char **payload_json;           /* [exp->nvariations], the payloads serialized, compact */
     int64_t phase;
 };
 

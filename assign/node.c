@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "abacus/json.h"
+#include "abacus/jsonw.h"
 #include "abacus/mem.h"
 #include "abacus/snapshot.h"
 #include "assign.h"
@@ -24,6 +25,7 @@
 #define UNIT_MAX 256          /* longest unit id, bytes */
 #define ATTR_MAX 32           /* attributes in one GET request */
 #define POST_BODY_MAX ((size_t)64 * 1024)
+#define RESPONSE_MAX ((size_t)16 * 1024 * 1024) /* an answer larger than this is a 500 */
 
 enum reject_reason { REJECT_IO, REJECT_INVALID, REJECT_OLDER, REJECT_COUNT };
 static const char *const REJECT_NAMES[REJECT_COUNT] = {"io", "invalid", "older_version"};
@@ -154,22 +156,50 @@ static void *watcher_main(void *arg)
 
 /* ---------------------------------------------------------------- answers */
 
-/* One assignment as the API reports it. */
-static json_t *assignment_json(const struct assign_snap *snap, const struct assign_entry *e,
-                               const char *unit, const struct assign_result *res)
+/* One assignment as the API reports it, written straight to JSON: this is the hot path. */
+static void write_assignment(struct ab_jsonw *w, const struct assign_snap *snap,
+                             const struct assign_entry *e, const char *unit,
+                             const struct assign_result *res)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "experiment", json_string(e->exp->key));
-    json_object_set_new(o, "unit", json_string(unit));
-    json_object_set_new(o, "in_experiment", json_boolean(res->in_experiment));
-    json_object_set_new(o, "variant", json_string(e->variant_keys[res->variation]));
-    json_object_set_new(o, "variation_id", json_integer(res->variation));
-    json_object_set_new(o, "hash_value", res->hash_used ? json_real(res->bucket) : json_null());
-    json_object_set(o, "payload", e->payloads[res->variation]);
-    json_object_set_new(o, "reason", json_string(assign_reason_name(res->reason)));
-    json_object_set_new(o, "phase", json_integer(e->phase));
-    json_object_set_new(o, "snapshot_version", json_integer(snap->version));
-    return o;
+#define KEY(k) ab_jsonw_raw(w, k, sizeof(k) - 1)
+    KEY("{\"experiment\":");
+    ab_jsonw_str(w, e->exp->key, strlen(e->exp->key));
+    KEY(",\"unit\":");
+    ab_jsonw_str(w, unit, strlen(unit));
+    KEY(",\"in_experiment\":");
+    ab_jsonw_bool(w, res->in_experiment);
+    KEY(",\"variant\":");
+    const char *variant = e->variant_keys[res->variation];
+    ab_jsonw_str(w, variant, strlen(variant));
+    KEY(",\"variation_id\":");
+    ab_jsonw_int(w, res->variation);
+    KEY(",\"hash_value\":");
+    if (res->hash_used)
+        ab_jsonw_double(w, res->bucket);
+    else
+        KEY("null");
+    KEY(",\"payload\":");
+    const char *payload = e->payload_json[res->variation];
+    ab_jsonw_raw(w, payload, strlen(payload));
+    KEY(",\"reason\":");
+    const char *reason = assign_reason_name(res->reason);
+    ab_jsonw_str(w, reason, strlen(reason));
+    KEY(",\"phase\":");
+    ab_jsonw_int(w, e->phase);
+    KEY(",\"snapshot_version\":");
+    ab_jsonw_int(w, snap->version);
+    KEY("}");
+#undef KEY
+}
+
+/* Sends what w holds, or a 500 when it outgrew its cap. Disposes w. */
+static void send_written(struct ab_http_req *req, struct ab_jsonw *w)
+{
+    if (w->failed)
+        ab_http_send_error(req, AB_ERR_INTERNAL, NULL, "the answer exceeds %zu bytes", w->max);
+    else
+        ab_http_send(req, 200, "application/json", w->buf, w->len);
+    ab_jsonw_dispose(w);
 }
 
 static void evaluate(const struct assign_entry *e, const json_t *attributes,
@@ -258,7 +288,10 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
         } else {
             struct assign_result res;
             evaluate(e, attrs, &res);
-            ab_http_send_json(req, 200, assignment_json(snap, e, unit, &res));
+            struct ab_jsonw w;
+            ab_jsonw_init(&w, RESPONSE_MAX);
+            write_assignment(&w, snap, e, unit, &res);
+            send_written(req, &w);
         }
     }
     release(n, slot);
@@ -357,40 +390,39 @@ static void handle_post_assign(struct ab_http_req *req, void *data)
     int slot = ab_http_thread(req);
     struct assign_snap *snap = acquire(n, slot);
     if (!not_ready(req, snap)) {
-        json_t *out = json_array();
+        struct ab_jsonw w;
+        ab_jsonw_init(&w, RESPONSE_MAX);
+        ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
+        ab_jsonw_int(&w, snap->version);
+        ab_jsonw_raw(&w, ",\"assignments\":[", 16);
         const json_t *list = json_object_get(doc, "experiments");
+        size_t count = json_is_array(list) ? json_array_size(list) : snap->nrunning;
         int failed = 0;
-        struct assign_result res;
-        if (json_is_array(list)) {
-            size_t i;
-            const json_t *k;
-            json_array_foreach(list, i, k)
-            {
-                const struct assign_entry *e = assign_snap_find(snap, json_string_value(k));
-                if (e == NULL) {
+        for (size_t i = 0; i < count && !failed; i++) {
+            const struct assign_entry *e;
+            if (json_is_array(list)) {
+                const char *key = json_string_value(json_array_get(list, i));
+                if ((e = assign_snap_find(snap, key)) == NULL) {
                     char field[48];
                     snprintf(field, sizeof(field), "experiments[%zu]", i);
-                    ab_http_send_error(req, AB_ERR_NOT_FOUND, field, "no experiment %s",
-                                       json_string_value(k));
+                    ab_http_send_error(req, AB_ERR_NOT_FOUND, field, "no experiment %s", key);
                     failed = 1;
                     break;
                 }
-                evaluate(e, attrs, &res);
-                json_array_append_new(out, assignment_json(snap, e, unit, &res));
+            } else {
+                e = &snap->entries[snap->running[i]];
             }
-        } else {
-            for (size_t i = 0; i < snap->nrunning; i++) {
-                const struct assign_entry *e = &snap->entries[snap->running[i]];
-                evaluate(e, attrs, &res);
-                json_array_append_new(out, assignment_json(snap, e, unit, &res));
-            }
+            struct assign_result res;
+            evaluate(e, attrs, &res);
+            if (i > 0)
+                ab_jsonw_raw(&w, ",", 1);
+            write_assignment(&w, snap, e, unit, &res);
         }
+        ab_jsonw_raw(&w, "]}", 2);
         if (failed)
-            json_decref(out);
+            ab_jsonw_dispose(&w);
         else
-            ab_http_send_json(req, 200,
-                              json_pack("{s:I, s:o}", "snapshot_version",
-                                        (json_int_t)snap->version, "assignments", out));
+            send_written(req, &w);
     }
     release(n, slot);
     json_decref(attrs);

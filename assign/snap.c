@@ -99,9 +99,12 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, const j
     out->phase = e->phase;
     out->variant_keys = ab_mem_calloc(e->nvariants, sizeof(char *));
     out->payloads = ab_mem_calloc(e->nvariants, sizeof(json_t *));
+    out->payload_json = ab_mem_calloc(e->nvariants, sizeof(char *));
     for (size_t i = 0; i < e->nvariants; i++) {
         out->variant_keys[i] = ab_mem_strdup(e->variants[i].key);
         out->payloads[i] = json_incref(e->variants[i].payload);
+        out->payload_json[i] =
+            json_dumps(e->variants[i].payload, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
     }
     struct assign_experiment *x = out->exp;
     x->noverrides = e->noverrides;
@@ -175,9 +178,11 @@ void assign_snap_release(struct assign_snap *snap)
         for (size_t v = 0; v < n && e->variant_keys != NULL; v++) {
             free(e->variant_keys[v]);
             json_decref(e->payloads[v]);
+            free(e->payload_json[v]);
         }
         free(e->variant_keys);
         free(e->payloads);
+        free(e->payload_json);
         assign_experiment_free(e->exp);
     }
     free(snap->entries);

@@ -23,7 +23,7 @@ function(abacus_test name)
                        ENVIRONMENT "${TEST_ENV}")
 endfunction()
 
-foreach(mod clock db err http json log mem migrate snapshot url utf8)
+foreach(mod clock db err http json jsonw log mem migrate snapshot url utf8)
   abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
 endforeach()
 
@@ -71,7 +71,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json condition)
+foreach(target url json jsonw condition)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)

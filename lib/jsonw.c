@@ -1,0 +1,124 @@
+/*
+ * The hot-path JSON writer (see abacus/jsonw.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "abacus/jsonw.h"
+#include "abacus/mem.h"
+
+void ab_jsonw_init(struct ab_jsonw *w, size_t max)
+{
+    w->cap = 512 < max ? 512 : max;
+    w->buf = ab_mem_calloc(1, w->cap + 1);
+    w->len = 0;
+    w->max = max;
+    w->failed = 0;
+}
+
+void ab_jsonw_dispose(struct ab_jsonw *w)
+{
+    free(w->buf);
+    w->buf = NULL;
+}
+
+/* Makes room for n more bytes; returns 0, or -1 (and fails the writer) past max. */
+static int reserve(struct ab_jsonw *w, size_t n)
+{
+    if (w->failed)
+        return -1;
+    if (w->len + n > w->max) {
+        w->failed = 1;
+        return -1;
+    }
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap * 2 > w->len + n ? w->cap * 2 : w->len + n;
+        w->cap = cap < w->max ? cap : w->max;
+        w->buf = ab_mem_realloc(w->buf, w->cap + 1);
+    }
+    return 0;
+}
+
+void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n)
+{
+    if (reserve(w, n) != 0)
+        return;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+void ab_jsonw_str(struct ab_jsonw *w, const char *s, size_t n)
+{
+    static const char HEX[] = "0123456789abcdef";
+    if (reserve(w, 6 * n + 2) != 0) /* worst case: every byte a \u00XX escape */
+        return;
+    char *o = w->buf + w->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            *o++ = '\\';
+            switch (c) {
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            default:
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = HEX[c >> 4];
+                *o++ = HEX[c & 15];
+            }
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    w->len = (size_t)(o - w->buf);
+    w->buf[w->len] = '\0';
+}
+
+void ab_jsonw_int(struct ab_jsonw *w, long long v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
+    ab_jsonw_raw(w, tmp, (size_t)n);
+}
+
+void ab_jsonw_double(struct ab_jsonw *w, double v)
+{
+    if (!isfinite(v)) {
+        ab_jsonw_raw(w, "null", 4);
+        return;
+    }
+    char tmp[40];
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) { /* %g drops trailing zeros: 15 is shortest */
+        n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    /* "%g" may print an integer-looking "1"; JSON readers (jansson) then see an integer: keep
+     * the value a real so that it reads back as the same type */
+    if (strpbrk(tmp, ".eEn") == NULL) {
+        tmp[n++] = '.';
+        tmp[n++] = '0';
+        tmp[n] = '\0';
+    }
+    ab_jsonw_raw(w, tmp, (size_t)n);
+}
+
+void ab_jsonw_bool(struct ab_jsonw *w, int v)
+{
+    if (v)
+        ab_jsonw_raw(w, "true", 4);
+    else
+        ab_jsonw_raw(w, "false", 5);
+}
