@@ -42,6 +42,28 @@ int cmd_server_flag(struct cmd_server_flags *f, int opt, const char *arg);
         {"threads", required_argument, NULL, 't'}, {"port-file", required_argument, NULL, 'P'}
 #define CMD_SERVER_OPTSTRING "L:p:t:P:"
 
+/* Flags of the assign node, which `abacus up` accepts too and passes on. */
+struct cmd_assign_flags {
+    const char *snapshot_file; /* --snapshot-file PATH */
+    long poll_s;               /* --poll-interval S, default 5 */
+};
+#define CMD_ASSIGN_OPTIONS                                                                         \
+    {"snapshot-file", required_argument, NULL, 'f'}, {"poll-interval", required_argument, NULL, 'i'}
+#define CMD_ASSIGN_OPTSTRING "f:i:"
+
+/* Like cmd_server_flag, for the assign flags. */
+int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg);
+
+struct assign_node;
+
+/*
+ * When f names a snapshot file, creates an assign node, mounts it on srv and starts it (*out;
+ * stop and free it after the server). Returns 0 (also when there is nothing to attach), or -1
+ * with the reason printed.
+ */
+int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log,
+                      struct ab_http_server *srv, struct assign_node **out);
+
 /* Applies the flags to a server configuration. */
 void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *cfg);
 

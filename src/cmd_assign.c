@@ -1,7 +1,7 @@
 /*
  * `abacus assign --snapshot-file PATH`: an assign node serving assignments from a local snapshot
  * file, reloaded when a newer one appears (--snapshot-url, fetching from a control plane or
- * mirror, comes with replication).
+ * mirror, comes with replication). Also the assign flags and wiring that `abacus up` reuses.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -18,45 +18,62 @@ static void usage(FILE *out)
           out);
 }
 
+int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'f':
+        f->snapshot_file = arg;
+        return 1;
+    case 'i':
+        return cmd_parse_int("poll-interval", arg, 1, 86400, &f->poll_s) == 0 ? 1 : -1;
+    default:
+        return 0;
+    }
+}
+
+int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log,
+                      struct ab_http_server *srv, struct assign_node **out)
+{
+    *out = NULL;
+    if (f->snapshot_file == NULL)
+        return 0;
+    struct assign_node_config cfg = {.snapshot_file = f->snapshot_file,
+                                     .poll_interval_ms = (int)(f->poll_s > 0 ? f->poll_s : 5) *
+                                                         1000,
+                                     .log = log,
+                                     .clock = &ab_clock_system};
+    struct ab_errinfo ei;
+    if (assign_node_new(&cfg, out, &ei) != AB_OK || assign_node_mount(*out, srv, &ei) != AB_OK ||
+        assign_node_start(*out, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: %s\n", ei.message);
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_assign_main(int argc, char **argv, struct ab_log *log)
 {
-    static const struct option opts[] = {CMD_SERVER_OPTIONS,
-                                         {"snapshot-file", required_argument, NULL, 'f'},
-                                         {"poll-interval", required_argument, NULL, 'i'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS,
+                                         {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
-    struct assign_node_config ncfg = {.log = log, .clock = &ab_clock_system};
-    long poll_s = 5;
+    struct cmd_assign_flags aflags = {.poll_s = 5};
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING "f:i:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING "h", opts,
+                              NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_assign_flag(&aflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
             continue;
-        switch (opt) {
-        case 'f':
-            ncfg.snapshot_file = optarg;
-            break;
-        case 'i':
-            if (cmd_parse_int("poll-interval", optarg, 1, 86400, &poll_s) != 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'h':
-            usage(stdout);
-            return CMD_EXIT_OK;
-        default:
-            usage(stderr);
-            return CMD_EXIT_USAGE;
-        }
+        usage(opt == 'h' ? stdout : stderr);
+        return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
     }
-    if (ncfg.snapshot_file == NULL || optind != argc) {
+    if (aflags.snapshot_file == NULL || optind != argc) {
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    ncfg.poll_interval_ms = (int)poll_s * 1000;
-
     struct ab_http_config cfg;
     ab_http_config_defaults(&cfg);
     cmd_server_config(&flags, &cfg);
@@ -65,13 +82,12 @@ int cmd_assign_main(int argc, char **argv, struct ab_log *log)
     struct assign_node *node = NULL;
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
-    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK ||
-        assign_node_new(&ncfg, &node, &ei) != AB_OK ||
-        assign_node_mount(node, srv, &ei) != AB_OK || assign_node_start(node, &ei) != AB_OK) {
+    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    code = cmd_serve(srv, &flags, log, "assign");
+    if (cmd_assign_attach(&aflags, log, srv, &node) == 0)
+        code = cmd_serve(srv, &flags, log, "assign");
 Exit:
     assign_node_stop(node);
     ab_http_server_free(srv);

@@ -63,19 +63,19 @@ static int prepare_data(const char *dir, const struct ab_log *log)
 
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
-    static const struct option opts[] = {CMD_SERVER_OPTIONS,
+    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
-                                         {"snapshot-file", required_argument, NULL, 'f'},
-                                         {"poll-interval", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     const char *data_dir = "./data";
-    struct assign_node_config ncfg = {.log = log, .clock = &ab_clock_system};
-    long poll_s = 5;
+    struct cmd_assign_flags aflags = {.poll_s = 5};
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING "D:f:i:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING "D:h", opts,
+                              NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_assign_flag(&aflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -83,13 +83,6 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         switch (opt) {
         case 'D':
             data_dir = optarg;
-            break;
-        case 'f':
-            ncfg.snapshot_file = optarg;
-            break;
-        case 'i':
-            if (cmd_parse_int("poll-interval", optarg, 1, 86400, &poll_s) != 0)
-                return CMD_EXIT_USAGE;
             break;
         case 'h':
             usage(stdout);
@@ -114,15 +107,12 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct assign_node *node = NULL;
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
-    ncfg.poll_interval_ms = (int)poll_s * 1000;
-    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK ||
-        (ncfg.snapshot_file != NULL &&
-         (assign_node_new(&ncfg, &node, &ei) != AB_OK ||
-          assign_node_mount(node, srv, &ei) != AB_OK || assign_node_start(node, &ei) != AB_OK))) {
+    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    code = cmd_serve(srv, &flags, log, "up");
+    if (cmd_assign_attach(&aflags, log, srv, &node) == 0)
+        code = cmd_serve(srv, &flags, log, "up");
 Exit:
     assign_node_stop(node);
     ab_http_server_free(srv);
