@@ -35,11 +35,16 @@ struct str {
 /* The JSON types; the order is that of the names $type knows (type_names). */
 enum vtype { V_NULL, V_BOOL, V_NUM, V_STR, V_ARR, V_OBJ };
 
-/* A value under test. A missing attribute is V_NULL, as the reference's getPath returns null. */
+/*
+ * A value under test. A missing attribute is V_NULL, as the reference's getPath returns null.
+ * 16 bytes, so that it is passed in registers.
+ */
 struct val {
     enum vtype type;
-    double num;      /* V_BOOL (0 or 1), V_NUM; 0 for V_NULL */
-    const json_t *j; /* V_STR, V_ARR, V_OBJ; NULL for a computed number (an array's length) */
+    union {
+        double num;      /* V_NULL (0), V_BOOL (0 or 1), V_NUM */
+        const json_t *j; /* V_STR, V_ARR, V_OBJ */
+    };
 };
 
 /* A literal of the condition, compared as JSON.stringify compares. */
@@ -67,7 +72,7 @@ struct set_str {
 
 /* The values of $in, $nin, $ini, $nini, $inGroup, $notInGroup. */
 struct inset {
-    struct set_str *strs; /* sorted bytewise, unless caseless */
+    struct set_str *strs; /* sorted by cmp_set_str, unless caseless */
     size_t nstr;
     double *nums; /* sorted */
     size_t nnum;
@@ -513,18 +518,21 @@ static int64_t array_index(struct str s)
 
 static struct val val_of(const json_t *j)
 {
-    struct val v = {V_NULL, 0, j};
+    struct val v = {.type = V_NULL, .num = 0};
     if (j == NULL)
         return v;
     switch (json_typeof(j)) {
     case JSON_OBJECT:
         v.type = V_OBJ;
+        v.j = j;
         break;
     case JSON_ARRAY:
         v.type = V_ARR;
+        v.j = j;
         break;
     case JSON_STRING:
         v.type = V_STR;
+        v.j = j;
         break;
     case JSON_INTEGER:
     case JSON_REAL:
@@ -544,7 +552,7 @@ static struct val val_of(const json_t *j)
 
 static struct val val_num(double n)
 {
-    struct val v = {V_NUM, n, NULL};
+    struct val v = {.type = V_NUM, .num = n};
     return v;
 }
 
@@ -843,7 +851,21 @@ static int deep_equal(struct val v, const struct cval *c)
 /* ===: arrays and objects of the condition are never the attribute's. */
 static int strict_equal(struct val v, const struct cval *c)
 {
-    return v.type == c->type && v.type != V_ARR && v.type != V_OBJ && deep_equal(v, c);
+    if (v.type != c->type)
+        return 0;
+    switch (v.type) {
+    case V_NULL:
+        return 1;
+    case V_BOOL:
+    case V_NUM:
+        return v.num == c->num;
+    case V_STR:
+        return str_eq(val_str(v), c->s);
+    case V_ARR:
+    case V_OBJ:
+        break;
+    }
+    return 0;
 }
 
 static int string_equals(struct val v, struct str s, const pcre2_code *fold)
@@ -862,18 +884,39 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The order of a set's strings: by length, then bytewise. It serves membership only. */
+static int cmp_str_len_first(struct str x, struct str y)
+{
+    if (x.len != y.len)
+        return x.len < y.len ? -1 : 1;
+    return x.len == 0 ? 0 : memcmp(x.p, y.p, x.len);
+}
+
 static int cmp_set_str(const void *a, const void *b)
 {
-    const struct str *x = &((const struct set_str *)a)->s, *y = &((const struct set_str *)b)->s;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+    return cmp_str_len_first(((const struct set_str *)a)->s, ((const struct set_str *)b)->s);
+}
+
+static int in_sorted_strs(const struct set_str *strs, size_t n, struct str key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_str_len_first(key, strs[mid].s);
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return 0;
 }
 
 /* SameValueZero membership; caseless compares strings as toLowerCase does (PCRE2 folding). */
 static int in_set_scalar(const struct inset *set, struct val v)
 {
-    struct set_str key = {{NULL, 0}, NULL};
+    struct str key;
     switch (v.type) {
     case V_NULL:
         return set->has_null;
@@ -882,12 +925,12 @@ static int in_set_scalar(const struct inset *set, struct val v)
     case V_NUM:
         return bsearch(&v.num, set->nums, set->nnum, sizeof *set->nums, cmp_double) != NULL;
     case V_STR:
-        key.s = val_str(v);
+        key = val_str(v);
         if (!set->caseless)
-            return bsearch(&key, set->strs, set->nstr, sizeof *set->strs, cmp_set_str) != NULL;
+            return in_sorted_strs(set->strs, set->nstr, key);
         for (size_t i = 0; i < set->nstr; i++) {
             const struct set_str *e = &set->strs[i];
-            if (e->fold != NULL ? regex_test(e->fold, key.s) : str_eq(e->s, key.s))
+            if (e->fold != NULL ? regex_test(e->fold, key) : str_eq(e->s, key))
                 return 1;
         }
         return 0;
@@ -933,22 +976,22 @@ static int order_holds(enum opcode code, int cmp)
     }
 }
 
-/* JavaScript's <, <=, >, >=: two strings by code units, else as numbers, NaN never ordered. */
+/* Two numbers under <, <=, >, >=: NaN is never ordered. */
+static int number_order_holds(enum opcode code, double x, double y)
+{
+    return !isnan(x) && !isnan(y) && order_holds(code, cmp_double(&x, &y));
+}
+
+/* JavaScript's <, <=, >, >=: two strings by code units, else as numbers. */
 static int eval_relational(enum opcode code, struct val a, const struct prim *b)
 {
     struct sbuf sb;
-    int rc;
+    if (a.type == V_NULL || a.type == V_BOOL || a.type == V_NUM) /* ToPrimitive is a no-op */
+        return number_order_holds(code, a.num, b->num);
     sb_init(&sb);
-    if (a.type == V_STR || a.type == V_ARR || a.type == V_OBJ) {
-        struct str s = to_string(a, &sb);
-        if (b->is_str) {
-            rc = order_holds(code, js_strcmp(s, b->s));
-            goto Exit;
-        }
-        a.num = js_string_to_number(s);
-    }
-    rc = !isnan(a.num) && !isnan(b->num) && order_holds(code, cmp_double(&a.num, &b->num));
-Exit:
+    struct str s = to_string(a, &sb);
+    int rc = b->is_str ? order_holds(code, js_strcmp(s, b->s))
+                       : number_order_holds(code, js_string_to_number(s), b->num);
     sb_free(&sb);
     return rc;
 }
@@ -1249,7 +1292,7 @@ static enum ab_err compile_cval(struct cc *cc, const json_t *j, struct cval *out
     enum ab_err rc = AB_OK;
     struct val v = val_of(j);
     out->type = v.type;
-    out->num = v.num;
+    out->num = v.type == V_BOOL || v.type == V_NUM ? v.num : 0;
     cc->depth++;
     if (cc->depth > COND_MAX_DEPTH) {
         rc = fail(cc, "nests deeper than %d levels", COND_MAX_DEPTH);
