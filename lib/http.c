@@ -515,8 +515,9 @@ static int prepare_request(struct ab_http_req *req, const h2o_iovec_t *raw, cons
     }
     if (qlen > 0) {
         char *scratch = h2o_mem_alloc_pool(&r->pool, ab_url_scratch_size(qlen));
-        /* over 1 KiB, so libh2o's pool mallocs it: only when there is a query string */
         struct ab_url_query *parsed = h2o_mem_alloc_pool(&r->pool, sizeof(*parsed));
+        parsed->cap = ab_url_param_bound(query, qlen);
+        parsed->params = h2o_mem_alloc_pool(&r->pool, parsed->cap * sizeof(*parsed->params));
         enum ab_err rc = ab_url_parse_query(query, qlen, scratch, parsed, &ei);
         req->query = parsed;
         if (rc != AB_OK) {

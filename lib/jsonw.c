@@ -85,11 +85,62 @@ void ab_jsonw_str(struct ab_jsonw *w, const char *s, size_t n)
     w->buf[w->len] = '\0';
 }
 
+/* Writes the decimal of v ending at end; returns where it starts. */
+static char *format_uint(unsigned long long v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
 void ab_jsonw_int(struct ab_jsonw *w, long long v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", v);
-    ab_jsonw_raw(w, tmp, (size_t)n);
+    char *end = tmp + sizeof(tmp);
+    unsigned long long mag = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    char *p = format_uint(mag, end);
+    if (v < 0)
+        *--p = '-';
+    ab_jsonw_raw(w, p, (size_t)(end - p));
+}
+
+/*
+ * Fast path for values with at most 4 decimals (every bucket a hash gives): when k / 10^4
+ * reads back as v, "k / 10^4" with its trailing zeros dropped is v's shortest text. Returns the
+ * length written into out, or 0 when v is not such a value.
+ */
+static size_t format_short_decimal(double v, char *out)
+{
+    double a = fabs(v);
+    if (!(a < 1e11))
+        return 0;
+    double scaled = a * 10000;
+    unsigned long long k = (unsigned long long)(scaled + 0.5);
+    if ((double)k / 10000 != a)
+        return 0;
+    char tmp[32];
+    char *end = tmp + sizeof(tmp);
+    unsigned frac = (unsigned)(k % 10000);
+    int digits = 4;
+    while (digits > 1 && frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    char *p = end;
+    for (int i = 0; i < digits; i++) { /* zero-padded fraction */
+        *--p = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    *--p = '.';
+    p = format_uint(k / 10000, p);
+    if (v < 0)
+        *--p = '-';
+    size_t n = (size_t)(end - p);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return n;
 }
 
 void ab_jsonw_double(struct ab_jsonw *w, double v)
@@ -99,6 +150,11 @@ void ab_jsonw_double(struct ab_jsonw *w, double v)
         return;
     }
     char tmp[40];
+    size_t fast = format_short_decimal(v, tmp);
+    if (fast > 0) {
+        ab_jsonw_raw(w, tmp, fast);
+        return;
+    }
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) { /* %g drops trailing zeros: 15 is shortest */
         n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);

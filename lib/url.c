@@ -59,6 +59,14 @@ static enum ab_err decode_part(const char *s, size_t len, char *scratch, size_t 
     return AB_OK;
 }
 
+size_t ab_url_param_bound(const char *s, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len && n <= AB_URL_MAX_PARAMS; i++)
+        n += s[i] == '&';
+    return n;
+}
+
 enum ab_err ab_url_parse_query(const char *s, size_t len, char *scratch, struct ab_url_query *q,
                                struct ab_errinfo *ei)
 {
@@ -70,7 +78,7 @@ enum ab_err ab_url_parse_query(const char *s, size_t len, char *scratch, struct 
         while (end < len && s[end] != '&')
             end++;
         if (end > i) {
-            if (q->count == AB_URL_MAX_PARAMS)
+            if (q->count == AB_URL_MAX_PARAMS || q->count == q->cap)
                 return ab_fail(ei, AB_ERR_BAD_REQUEST, "query",
                                "more than %d query parameters", AB_URL_MAX_PARAMS);
             const char *eq = memchr(s + i, '=', end - i);

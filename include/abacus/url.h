@@ -20,7 +20,8 @@ struct ab_url_param {
 };
 
 struct ab_url_query {
-    struct ab_url_param params[AB_URL_MAX_PARAMS]; /* in order of appearance */
+    struct ab_url_param *params; /* caller's array, in order of appearance */
+    size_t cap;                  /* its size: ab_url_param_bound() of the query string */
     size_t count;
 };
 
@@ -33,6 +34,12 @@ struct ab_url_query {
 enum ab_err ab_url_decode(const char *src, size_t len, int plus_is_space, char *out,
                           size_t *outlen, struct ab_errinfo *ei);
 
+/*
+ * How many parameters a query string of len bytes can hold, capped at AB_URL_MAX_PARAMS + 1:
+ * the size to give ab_url_query.params.
+ */
+size_t ab_url_param_bound(const char *s, size_t len);
+
 /* Bytes of scratch that ab_url_parse_query needs for a query string of len bytes. */
 static inline size_t ab_url_scratch_size(size_t len)
 {
@@ -40,9 +47,9 @@ static inline size_t ab_url_scratch_size(size_t len)
 }
 
 /*
- * Parses an application/x-www-form-urlencoded query (without the leading '?') into q, decoding
- * into scratch (at least ab_url_scratch_size(len) bytes, owned by the caller; q's views live as
- * long as it). Empty pieces ("a=1&&b=2") are skipped. Errors (AB_ERR_BAD_REQUEST, field = the
+ * Parses an application/x-www-form-urlencoded query (without the leading '?') into q, whose
+ * params and cap the caller set (cap >= ab_url_param_bound(s, len)), decoding into scratch (at
+ * least ab_url_scratch_size(len) bytes, owned by the caller; q's views live as long as it). Empty pieces ("a=1&&b=2") are skipped. Errors (AB_ERR_BAD_REQUEST, field = the
  * parameter's name when it could be decoded, else "query"): bad encoding, NUL, invalid UTF-8, an
  * empty name, more than AB_URL_MAX_PARAMS parameters.
  */

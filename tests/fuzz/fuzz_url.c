@@ -18,6 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *scratch = malloc(ab_url_scratch_size(size));
     struct ab_url_query q;
     struct ab_errinfo ei;
+    q.cap = ab_url_param_bound(s, size);
+    assert(q.cap >= 1 && q.cap <= AB_URL_MAX_PARAMS + 1);
+    q.params = malloc(q.cap * sizeof(*q.params));
     if (ab_url_parse_query(s, size, scratch, &q, &ei) == AB_OK) {
         assert(q.count <= AB_URL_MAX_PARAMS);
         for (size_t i = 0; i < q.count; i++) {
@@ -33,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(outlen <= size);
         assert(memchr(scratch, '\0', outlen) == NULL);
     }
+    free(q.params);
     free(scratch);
     return 0;
 }

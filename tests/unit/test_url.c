@@ -9,7 +9,11 @@
 static enum ab_err parse(const char *s, struct ab_url_query *q, struct ab_errinfo *ei)
 {
     static char scratch[4096 + 2 * AB_URL_MAX_PARAMS + 2]; /* ab_url_scratch_size(4096) */
+    static struct ab_url_param params[AB_URL_MAX_PARAMS + 1];
     assert_true(strlen(s) <= 4096);
+    q->params = params;
+    q->cap = ab_url_param_bound(s, strlen(s));
+    assert_true(q->cap <= AB_URL_MAX_PARAMS + 1);
     return ab_url_parse_query(s, strlen(s), scratch, q, ei);
 }
 
