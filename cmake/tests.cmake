@@ -79,8 +79,11 @@ foreach(target url json jsonw condition)
     target_compile_options(${exe} PRIVATE -fsanitize=fuzzer)
     target_link_options(${exe} PRIVATE -fsanitize=fuzzer)
     target_link_libraries(${exe} PRIVATE abacus_lib)
+    # libFuzzer adds what it finds to the first corpus directory: one in the build tree, so
+    # the seeds in tests/fuzz/corpus stay as committed
+    file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz-corpus/${target})
     add_test(NAME ${exe} COMMAND ${exe} -runs=1000000 -max_len=4096 -timeout=10
-             -rss_limit_mb=2048 ${corpus})
+             -rss_limit_mb=2048 ${CMAKE_BINARY_DIR}/fuzz-corpus/${target} ${corpus})
     set(FUZZ_TIMEOUT 600)
   else()
     add_executable(${exe} tests/fuzz/fuzz_${target}.c tests/fuzz/replay.c)
