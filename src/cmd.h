@@ -64,6 +64,14 @@ struct assign_node;
 int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log,
                       struct ab_http_server *srv, struct assign_node **out);
 
+/*
+ * Creates the HTTP server of flags, attaches the assign node of aflags (if it names a snapshot),
+ * serves until SIGINT/SIGTERM (cmd_serve) and cleans up. Returns an exit code.
+ */
+int cmd_serve_with_assign(const struct cmd_server_flags *flags,
+                          const struct cmd_assign_flags *aflags, const struct ab_log *log,
+                          const char *what);
+
 /* Applies the flags to a server configuration. */
 void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *cfg);
 

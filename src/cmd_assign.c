@@ -51,6 +51,31 @@ int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log
     return 0;
 }
 
+int cmd_serve_with_assign(const struct cmd_server_flags *flags,
+                          const struct cmd_assign_flags *aflags, const struct ab_log *log,
+                          const char *what)
+{
+    struct ab_http_config cfg;
+    ab_http_config_defaults(&cfg);
+    cmd_server_config(flags, &cfg);
+    cfg.log = log;
+    struct ab_http_server *srv = NULL;
+    struct assign_node *node = NULL;
+    struct ab_errinfo ei;
+    int code = CMD_EXIT_FAIL;
+    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: %s\n", ei.message);
+        goto Exit;
+    }
+    if (cmd_assign_attach(aflags, log, srv, &node) == 0)
+        code = cmd_serve(srv, flags, log, what);
+Exit:
+    assign_node_stop(node);
+    ab_http_server_free(srv);
+    assign_node_free(node);
+    return code;
+}
+
 int cmd_assign_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS,
@@ -74,23 +99,5 @@ int cmd_assign_main(int argc, char **argv, struct ab_log *log)
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    struct ab_http_config cfg;
-    ab_http_config_defaults(&cfg);
-    cmd_server_config(&flags, &cfg);
-    cfg.log = log;
-    struct ab_http_server *srv = NULL;
-    struct assign_node *node = NULL;
-    struct ab_errinfo ei;
-    int code = CMD_EXIT_FAIL;
-    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
-        fprintf(stderr, "abacus: %s\n", ei.message);
-        goto Exit;
-    }
-    if (cmd_assign_attach(&aflags, log, srv, &node) == 0)
-        code = cmd_serve(srv, &flags, log, "assign");
-Exit:
-    assign_node_stop(node);
-    ab_http_server_free(srv);
-    assign_node_free(node);
-    return code;
+    return cmd_serve_with_assign(&flags, &aflags, log, "assign");
 }

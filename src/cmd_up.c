@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include "abacus/db.h"
 #include "abacus/migrate.h"
-#include "assign.h"
 #include "cmd.h"
 
 static void usage(FILE *out)
@@ -99,23 +98,5 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     if (prepare_data(data_dir, log) != 0)
         return CMD_EXIT_FAIL;
 
-    struct ab_http_config cfg;
-    ab_http_config_defaults(&cfg);
-    cmd_server_config(&flags, &cfg);
-    cfg.log = log;
-    struct ab_http_server *srv = NULL;
-    struct assign_node *node = NULL;
-    struct ab_errinfo ei;
-    int code = CMD_EXIT_FAIL;
-    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
-        fprintf(stderr, "abacus: %s\n", ei.message);
-        goto Exit;
-    }
-    if (cmd_assign_attach(&aflags, log, srv, &node) == 0)
-        code = cmd_serve(srv, &flags, log, "up");
-Exit:
-    assign_node_stop(node);
-    ab_http_server_free(srv);
-    assign_node_free(node);
-    return code;
+    return cmd_serve_with_assign(&flags, &aflags, log, "up");
 }
