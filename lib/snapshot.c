@@ -164,6 +164,22 @@ static enum ab_err read_experiments(struct ab_db *db, struct ab_snapshot *s, str
     return rc;
 }
 
+/* The experiment a variants/overrides row (experiment_key in column 0) belongs to, or NULL and
+ * an error naming the table. */
+static struct ab_snapshot_experiment *row_experiment(sqlite3_stmt *st, struct ab_snapshot *s,
+                                                     const char *table, struct ab_errinfo *ei)
+{
+    const char *ekey = (const char *)sqlite3_column_text(st, 0);
+    struct ab_snapshot_experiment *e = ekey != NULL ? find_experiment(s, ekey) : NULL;
+    if (e == NULL) {
+        char field[48];
+        snprintf(field, sizeof(field), "%s.experiment_key", table);
+        ab_fail(ei, AB_ERR_INVALID_FIELD, field, "%s row of unknown experiment %s", table,
+                ekey != NULL ? ekey : "(null)");
+    }
+    return e;
+}
+
 static enum ab_err read_variants(struct ab_db *db, struct ab_snapshot *s, struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
@@ -175,11 +191,9 @@ static enum ab_err read_variants(struct ab_db *db, struct ab_snapshot *s, struct
         return rc;
     int src;
     while (rc == AB_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *ekey = (const char *)sqlite3_column_text(st, 0);
-        struct ab_snapshot_experiment *e = ekey != NULL ? find_experiment(s, ekey) : NULL;
+        struct ab_snapshot_experiment *e = row_experiment(st, s, "variants", ei);
         if (e == NULL) {
-            rc = ab_fail(ei, AB_ERR_INVALID_FIELD, "variants.experiment_key",
-                         "variant of unknown experiment %s", ekey != NULL ? ekey : "(null)");
+            rc = AB_ERR_INVALID_FIELD;
             break;
         }
         if (sqlite3_column_int64(st, 1) != (sqlite3_int64)e->nvariants) {
@@ -209,11 +223,9 @@ static enum ab_err read_overrides(struct ab_db *db, struct ab_snapshot *s, struc
         return rc;
     int src;
     while (rc == AB_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *ekey = (const char *)sqlite3_column_text(st, 0);
-        struct ab_snapshot_experiment *e = ekey != NULL ? find_experiment(s, ekey) : NULL;
+        struct ab_snapshot_experiment *e = row_experiment(st, s, "overrides", ei);
         if (e == NULL) {
-            rc = ab_fail(ei, AB_ERR_INVALID_FIELD, "overrides.experiment_key",
-                         "override of unknown experiment %s", ekey != NULL ? ekey : "(null)");
+            rc = AB_ERR_INVALID_FIELD;
             break;
         }
         e->overrides = ab_mem_realloc(e->overrides, (e->noverrides + 1) * sizeof(*e->overrides));
