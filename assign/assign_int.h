@@ -78,7 +78,9 @@ struct assign_experiment {
     size_t seed_len;
     uint32_t seed_state;          /* FNV-1a state after the seed, for hash version 2 */
     char *hash_attribute;         /* default "id" */
+    size_t hash_attribute_len;
     char *fallback_attribute;     /* NULL for none */
+    size_t fallback_attribute_len;
     int hash_version;             /* GrowthBook default 1; Abacus experiments use 2 */
     int active;                   /* 0: everyone gets variation 0, not in the experiment */
     int has_force;
@@ -104,6 +106,7 @@ typedef int (*assign_parent_cb)(void *data, const char *feature_id, json_t **val
 
 struct assign_context {
     const json_t *attributes;        /* object, may be NULL */
+    const struct assign_attrs *index; /* attributes indexed (assign_attrs_index), or NULL */
     const json_t *forced_variations; /* object key -> index, may be NULL */
     const char *url;                 /* page URL for query-string overrides, may be NULL */
     int qa_mode;
@@ -125,9 +128,9 @@ struct assign_result {
     /* contextual bandit, when one chose the weights */
     int bandit;                  /* 1 when the fields below are set */
     long long leaf_id;
-    double bandit_weights[16];
     size_t nbandit_weights;
     long long bandit_version;
+    double bandit_weights[16];   /* last: assign_run clears what comes before it, only */
 };
 
 /*
@@ -179,14 +182,26 @@ json_t *assign_result_json(const struct assign_experiment *e, const struct assig
 
 /* --- compiled snapshots (snap.c) --- */
 
-/* One Abacus experiment of a snapshot, compiled. */
+/* Text owned by a compiled snapshot. */
+struct assign_text {
+    char *p;
+    size_t len;
+};
+
+/*
+ * One Abacus experiment of a snapshot, compiled. Its answer (GET /v1/assign, one item of POST)
+ * is written once here around what varies per request, so that the hot path copies bytes:
+ *   head {"experiment":"KEY","unit":   + the unit + ,"in_experiment":B
+ *   variant[v] ,"variant":"V","variation_id":v,"hash_value":   + the hash or null
+ *   payload[v] ,"payload":{...},"reason":"   + the reason + tail ","phase":N,"snapshot_version":S}
+ */
 struct assign_entry {
     struct assign_experiment *exp; /* key, ranges, condition... */
     int running;                   /* 0: paused (everyone gets the control, not_running) */
     char **variant_keys;           /* [exp->nvariations] */
-    json_t **payloads;             /* [exp->nvariations], owned */
-    char **payload_json;           /* [exp->nvariations], the payloads serialized, compact */
     int64_t phase;
+    struct assign_text head, tail;
+    struct assign_text *variant, *payload; /* [exp->nvariations] */
 };
 
 /*

@@ -37,13 +37,16 @@ enum vtype { V_NULL, V_BOOL, V_NUM, V_STR, V_ARR, V_OBJ };
 
 /*
  * A value under test. A missing attribute is V_NULL, as the reference's getPath returns null.
- * 16 bytes, so that it is passed in registers.
+ * 16 bytes, so that it is passed in registers. The root of an evaluation over indexed attributes
+ * is a V_OBJ with indexed set: only getPath reads it (every clause looks up at least one key).
  */
 struct val {
     enum vtype type;
+    int indexed; /* V_OBJ: attrs, not j */
     union {
-        double num;      /* V_NULL (0), V_BOOL (0 or 1), V_NUM */
-        const json_t *j; /* V_STR, V_ARR, V_OBJ */
+        double num;                        /* V_NULL (0), V_BOOL (0 or 1), V_NUM */
+        const json_t *j;                   /* V_STR, V_ARR, V_OBJ */
+        const struct assign_attrs *attrs;  /* V_OBJ when indexed */
     };
 };
 
@@ -787,7 +790,9 @@ static struct val get_path(struct val cur, const struct path_part *parts, size_t
 {
     for (size_t i = 0; i < n; i++) {
         const struct path_part *pp = &parts[i];
-        if (cur.type == V_OBJ)
+        if (cur.type == V_OBJ && cur.indexed)
+            cur = val_of(assign_attrs_get(cur.attrs, pp->key.p, pp->key.len));
+        else if (cur.type == V_OBJ)
             cur = val_of(json_object_getn(cur.j, pp->key.p, pp->key.len));
         else if (cur.type == V_ARR && pp->index >= 0 &&
                  (uint64_t)pp->index < json_array_size(cur.j))
@@ -1156,6 +1161,44 @@ static int eval_cond(const struct cnode *c, struct val obj)
 int assign_cond_eval(const struct assign_cond *cond, const json_t *attributes)
 {
     return eval_cond(&cond->root, val_of(attributes));
+}
+
+void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
+{
+    a->obj = json_is_object(obj) ? obj : NULL;
+    a->n = 0;
+    a->indexed = json_object_size(a->obj) <= ASSIGN_ATTRS_INDEXED;
+    if (!a->indexed || a->obj == NULL)
+        return;
+    const char *name;
+    size_t len;
+    const json_t *value;
+    json_object_keylen_foreach((json_t *)a->obj, name, len, value)
+    {
+        a->items[a->n++] = (struct assign_attr){name, len, value};
+    }
+}
+
+const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len)
+{
+    if (!a->indexed)
+        return json_object_getn(a->obj, name, len);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct assign_attr *it = &a->items[i];
+        /* names are short: the first byte tells most apart without a call to memcmp */
+        if (it->len == len && (len == 0 || (it->name[0] == name[0] &&
+                                            memcmp(it->name + 1, name + 1, len - 1) == 0)))
+            return it->value;
+    }
+    return NULL;
+}
+
+int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_attrs *attrs)
+{
+    struct val root = {.type = V_OBJ, .indexed = 1, .attrs = attrs};
+    if (attrs->obj == NULL)
+        root = val_of(NULL);
+    return eval_cond(&cond->root, root);
 }
 
 /* Compilation ---------------------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
  * variation, QA mode. Compilation allocates; running allocates nothing and takes no lock.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,9 @@ enum ab_err assign_experiment_compile(const json_t *def, const json_t *saved_gro
     e->hash_attribute = opt_string(def, "hashAttribute");
     if (e->hash_attribute == NULL)
         e->hash_attribute = ab_mem_strdup("id");
+    e->hash_attribute_len = strlen(e->hash_attribute);
     e->fallback_attribute = opt_string(def, "fallbackAttribute");
+    e->fallback_attribute_len = e->fallback_attribute != NULL ? strlen(e->fallback_attribute) : 0;
     const json_t *hv = json_object_get(def, "hashVersion");
     e->hash_version = json_is_integer(hv) ? (int)json_integer_value(hv) : 1;
     e->active = !json_is_false(json_object_get(def, "active"));
@@ -494,13 +497,20 @@ static int bandit_ranges(const struct assign_experiment *e, const struct assign_
     return 1;
 }
 
+/* The attribute name[0..len) of the unit ctx describes, or NULL. */
+static const json_t *attribute(const struct assign_context *ctx, const char *name, size_t len)
+{
+    return ctx->index != NULL ? assign_attrs_get(ctx->index, name, len)
+                              : json_object_getn(ctx->attributes, name, len);
+}
+
 void assign_run(const struct assign_experiment *e, const struct assign_context *ctx,
                 struct assign_result *res)
 {
-    memset(res, 0, sizeof(*res));
+    memset(res, 0, offsetof(struct assign_result, bandit_weights));
     res->hash_attribute = e->hash_attribute;
     const json_t *attrs = ctx->attributes;
-    const json_t *hv = json_object_get(attrs, e->hash_attribute);
+    const json_t *hv = attribute(ctx, e->hash_attribute, e->hash_attribute_len);
     char buf[32];
     size_t len = 0;
     const char *text = assign_attr_text(hv, buf, &len);
@@ -532,7 +542,7 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
     if (!e->active)
         return not_in(res, ASSIGN_NOT_RUNNING);
     if (text == NULL && e->fallback_attribute != NULL) {
-        hv = json_object_get(attrs, e->fallback_attribute);
+        hv = attribute(ctx, e->fallback_attribute, e->fallback_attribute_len);
         text = assign_attr_text(hv, buf, &len);
         if (text != NULL) {
             res->hash_attribute = e->fallback_attribute;
@@ -549,7 +559,9 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
                                     e->ns_end)) {
         return not_in(res, ASSIGN_NAMESPACE);
     }
-    if (e->condition != NULL && !assign_cond_eval(e->condition, attrs))
+    if (e->condition != NULL &&
+        !(ctx->index != NULL ? assign_cond_eval_attrs(e->condition, ctx->index)
+                             : assign_cond_eval(e->condition, attrs)))
         return not_in(res, ASSIGN_CONDITION);
     if (e->nparents > 0 && !prerequisites_pass(e, ctx))
         return not_in(res, ASSIGN_PREREQUISITE);

@@ -47,13 +47,25 @@ uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
 
 double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len)
 {
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
     uint32_t inner = assign_fnv1a(seed_state, value, value_len);
-    char dec[10]; /* decimal of inner, written from the end */
+    char dec[10]; /* decimal of inner, written from the end two digits at a time */
     size_t at = sizeof(dec);
-    do {
-        dec[--at] = (char)('0' + inner % 10);
-        inner /= 10;
-    } while (inner != 0);
+    while (inner >= 100) {
+        size_t r = inner % 100;
+        inner /= 100;
+        dec[--at] = pairs[2 * r + 1];
+        dec[--at] = pairs[2 * r];
+    }
+    if (inner >= 10) {
+        dec[--at] = pairs[2 * (size_t)inner + 1];
+        dec[--at] = pairs[2 * (size_t)inner];
+    } else {
+        dec[--at] = (char)('0' + inner);
+    }
     uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, dec + at, sizeof(dec) - at);
     return (double)(outer % 10000) / 10000;
 }

@@ -156,40 +156,40 @@ static void *watcher_main(void *arg)
 
 /* ---------------------------------------------------------------- answers */
 
-/* One assignment as the API reports it, written straight to JSON: this is the hot path. */
-static void write_assignment(struct ab_jsonw *w, const struct assign_snap *snap,
-                             const struct assign_entry *e, const char *unit,
-                             const struct assign_result *res)
+/*
+ * One assignment as the API reports it: this is the hot path, so it copies the pieces the
+ * snapshot compiled for e (assign_int.h) around the unit (unit_json: the unit as a JSON string,
+ * written once per request), the hash and the reason.
+ */
+static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
+                             const struct ab_jsonw *unit_json, const struct assign_result *res)
 {
+#define TEXT(t) ab_jsonw_raw(w, (t).p, (t).len)
 #define KEY(k) ab_jsonw_raw(w, k, sizeof(k) - 1)
-    KEY("{\"experiment\":");
-    ab_jsonw_str(w, e->exp->key, strlen(e->exp->key));
-    KEY(",\"unit\":");
-    ab_jsonw_str(w, unit, strlen(unit));
-    KEY(",\"in_experiment\":");
-    ab_jsonw_bool(w, res->in_experiment);
-    KEY(",\"variant\":");
-    const char *variant = e->variant_keys[res->variation];
-    ab_jsonw_str(w, variant, strlen(variant));
-    KEY(",\"variation_id\":");
-    ab_jsonw_int(w, res->variation);
-    KEY(",\"hash_value\":");
+    TEXT(e->head);
+    ab_jsonw_raw(w, unit_json->buf, unit_json->len);
+    if (res->in_experiment)
+        KEY(",\"in_experiment\":true");
+    else
+        KEY(",\"in_experiment\":false");
+    TEXT(e->variant[res->variation]);
     if (res->hash_used)
         ab_jsonw_double(w, res->bucket);
     else
         KEY("null");
-    KEY(",\"payload\":");
-    const char *payload = e->payload_json[res->variation];
-    ab_jsonw_raw(w, payload, strlen(payload));
-    KEY(",\"reason\":");
-    const char *reason = assign_reason_name(res->reason);
-    ab_jsonw_str(w, reason, strlen(reason));
-    KEY(",\"phase\":");
-    ab_jsonw_int(w, e->phase);
-    KEY(",\"snapshot_version\":");
-    ab_jsonw_int(w, snap->version);
-    KEY("}");
+    TEXT(e->payload[res->variation]);
+    const char *reason = assign_reason_name(res->reason); /* snake_case: nothing to escape */
+    ab_jsonw_raw(w, reason, strlen(reason));
+    TEXT(e->tail);
 #undef KEY
+#undef TEXT
+}
+
+/* unit as a JSON string into *out (the caller disposes it). */
+static void unit_json(struct ab_jsonw *out, const char *unit)
+{
+    ab_jsonw_init(out, (size_t)8 * UNIT_MAX);
+    ab_jsonw_str(out, unit, strlen(unit));
 }
 
 /* Sends what w holds, or a 500 when it outgrew its cap. Disposes w. */
@@ -202,10 +202,10 @@ static void send_written(struct ab_http_req *req, struct ab_jsonw *w)
     ab_jsonw_dispose(w);
 }
 
-static void evaluate(const struct assign_entry *e, const json_t *attributes,
+static void evaluate(const struct assign_entry *e, const struct assign_attrs *attrs,
                      struct assign_result *res)
 {
-    struct assign_context ctx = {.attributes = attributes};
+    struct assign_context ctx = {.attributes = attrs->obj, .index = attrs};
     assign_run(e->exp, &ctx, res);
 }
 
@@ -286,11 +286,15 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
         if (e == NULL) {
             ab_http_send_error(req, AB_ERR_NOT_FOUND, "experiment", "no experiment %s", experiment);
         } else {
+            struct assign_attrs index;
+            assign_attrs_index(&index, attrs);
             struct assign_result res;
-            evaluate(e, attrs, &res);
-            struct ab_jsonw w;
+            evaluate(e, &index, &res);
+            struct ab_jsonw w, u;
             ab_jsonw_init(&w, RESPONSE_MAX);
-            write_assignment(&w, snap, e, unit, &res);
+            unit_json(&u, unit);
+            write_assignment(&w, e, &u, &res);
+            ab_jsonw_dispose(&u);
             send_written(req, &w);
         }
     }
@@ -327,8 +331,7 @@ static json_t *read_json_body(struct ab_http_req *req)
 }
 
 /* Validates a POST /v1/assign body; answers 400 itself and returns -1 on failure. */
-static int check_post(struct ab_http_req *req, const json_t *doc, const char **unit,
-                      json_t **attrs)
+static int check_post(struct ab_http_req *req, json_t *doc, const char **unit, json_t **attrs)
 {
     const json_t *u = json_object_get(doc, "unit");
     if (!json_is_string(u) || json_string_length(u) == 0 || json_string_length(u) > UNIT_MAX) {
@@ -361,7 +364,7 @@ static int check_post(struct ab_http_req *req, const json_t *doc, const char **u
     const char *known[] = {"unit", "attributes", "experiments"};
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)doc, key, v)
+    json_object_foreach(doc, key, v)
     {
         size_t j = 0;
         while (j < 3 && strcmp(key, known[j]) != 0)
@@ -372,8 +375,14 @@ static int check_post(struct ab_http_req *req, const json_t *doc, const char **u
         }
     }
     *unit = json_string_value(u);
-    *attrs = json_is_object(a) ? json_copy((json_t *)a) : json_object();
-    json_object_set_new(*attrs, "id", json_string(*unit));
+    /* the body is ours: the unit becomes the id attribute in place */
+    if (json_is_object(a)) {
+        *attrs = json_incref((json_t *)a);
+    } else {
+        *attrs = json_object();
+        json_object_set_new(doc, "attributes", json_incref(*attrs));
+    }
+    json_object_set(*attrs, "id", (json_t *)u);
     return 0;
 }
 
@@ -390,13 +399,17 @@ static void handle_post_assign(struct ab_http_req *req, void *data)
     int slot = ab_http_thread(req);
     struct assign_snap *snap = acquire(n, slot);
     if (!not_ready(req, snap)) {
-        struct ab_jsonw w;
+        struct assign_attrs index;
+        assign_attrs_index(&index, attrs);
+        struct ab_jsonw w, u;
         ab_jsonw_init(&w, RESPONSE_MAX);
+        unit_json(&u, unit);
         ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
         ab_jsonw_int(&w, snap->version);
         ab_jsonw_raw(&w, ",\"assignments\":[", 16);
         const json_t *list = json_object_get(doc, "experiments");
         size_t count = json_is_array(list) ? json_array_size(list) : snap->nrunning;
+        ab_jsonw_reserve(&w, count * (u.len + 256)); /* about what an item takes */
         int failed = 0;
         for (size_t i = 0; i < count && !failed; i++) {
             const struct assign_entry *e;
@@ -413,12 +426,13 @@ static void handle_post_assign(struct ab_http_req *req, void *data)
                 e = &snap->entries[snap->running[i]];
             }
             struct assign_result res;
-            evaluate(e, attrs, &res);
+            evaluate(e, &index, &res);
             if (i > 0)
                 ab_jsonw_raw(&w, ",", 1);
-            write_assignment(&w, snap, e, unit, &res);
+            write_assignment(&w, e, &u, &res);
         }
         ab_jsonw_raw(&w, "]}", 2);
+        ab_jsonw_dispose(&u);
         if (failed)
             ab_jsonw_dispose(&w);
         else

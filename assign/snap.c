@@ -4,9 +4,11 @@
  * payloads, per-unit overrides, and the GrowthBook SDK payload for /api/features, built once.
  * Runs off the request path (at load); the result is immutable and reference-counted.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "abacus/jsonw.h"
 #include "abacus/mem.h"
 #include "assign_int.h"
 
@@ -88,8 +90,19 @@ static int cmp_override(const void *a, const void *b)
                   ((const struct assign_override *)b)->unit);
 }
 
-static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, const json_t *exp,
-                                 struct assign_entry *out, struct ab_errinfo *ei)
+/* What w holds, as text of its own; w is emptied for the next piece. */
+static struct assign_text take_text(struct ab_jsonw *w)
+{
+    struct assign_text t = {ab_mem_calloc(w->len + 1, 1), w->len};
+    memcpy(t.p, w->buf, w->len);
+    t.p[w->len] = '\0';
+    w->len = 0;
+    return t;
+}
+
+static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t version,
+                                 const json_t *exp, struct assign_entry *out,
+                                 struct ab_errinfo *ei)
 {
     struct ab_errinfo inner;
     enum ab_err rc = assign_experiment_compile(exp, NULL, &out->exp, &inner);
@@ -98,14 +111,37 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, const j
     out->running = e->running;
     out->phase = e->phase;
     out->variant_keys = ab_mem_calloc(e->nvariants, sizeof(char *));
-    out->payloads = ab_mem_calloc(e->nvariants, sizeof(json_t *));
-    out->payload_json = ab_mem_calloc(e->nvariants, sizeof(char *));
+    out->variant = ab_mem_calloc(e->nvariants, sizeof(*out->variant));
+    out->payload = ab_mem_calloc(e->nvariants, sizeof(*out->payload));
+    struct ab_jsonw w;
+    ab_jsonw_init(&w, SIZE_MAX);
+    ab_jsonw_raw(&w, "{\"experiment\":", 14);
+    ab_jsonw_str(&w, e->key, strlen(e->key));
+    ab_jsonw_raw(&w, ",\"unit\":", 8);
+    out->head = take_text(&w);
     for (size_t i = 0; i < e->nvariants; i++) {
         out->variant_keys[i] = ab_mem_strdup(e->variants[i].key);
-        out->payloads[i] = json_incref(e->variants[i].payload);
-        out->payload_json[i] =
+        ab_jsonw_raw(&w, ",\"variant\":", 11);
+        ab_jsonw_str(&w, e->variants[i].key, strlen(e->variants[i].key));
+        ab_jsonw_raw(&w, ",\"variation_id\":", 16);
+        ab_jsonw_int(&w, (long long)i);
+        ab_jsonw_raw(&w, ",\"hash_value\":", 14);
+        out->variant[i] = take_text(&w);
+        char *payload =
             json_dumps(e->variants[i].payload, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        ab_jsonw_raw(&w, ",\"payload\":", 11);
+        ab_jsonw_raw(&w, payload, strlen(payload));
+        ab_jsonw_raw(&w, ",\"reason\":\"", 11);
+        free(payload);
+        out->payload[i] = take_text(&w);
     }
+    ab_jsonw_raw(&w, "\",\"phase\":", 10);
+    ab_jsonw_int(&w, e->phase);
+    ab_jsonw_raw(&w, ",\"snapshot_version\":", 20);
+    ab_jsonw_int(&w, version);
+    ab_jsonw_raw(&w, "}", 1);
+    out->tail = take_text(&w);
+    ab_jsonw_dispose(&w);
     struct assign_experiment *x = out->exp;
     x->noverrides = e->noverrides;
     x->overrides = ab_mem_calloc(e->noverrides, sizeof(*x->overrides));
@@ -133,7 +169,7 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
     for (size_t i = 0; i < s->nexperiments; i++) {
         const struct ab_snapshot_experiment *e = &s->experiments[i];
         json_t *exp = gb_experiment(e);
-        rc = compile_entry(e, exp, &snap->entries[i], ei);
+        rc = compile_entry(e, s->version, exp, &snap->entries[i], ei);
         snap->nentries = i + 1;
         if (rc == AB_OK) {
             json_object_set_new(snap->gb_features, e->key, gb_feature(e, exp));
@@ -177,12 +213,14 @@ void assign_snap_release(struct assign_snap *snap)
         size_t n = e->exp != NULL ? e->exp->nvariations : 0;
         for (size_t v = 0; v < n && e->variant_keys != NULL; v++) {
             free(e->variant_keys[v]);
-            json_decref(e->payloads[v]);
-            free(e->payload_json[v]);
+            free(e->variant[v].p);
+            free(e->payload[v].p);
         }
         free(e->variant_keys);
-        free(e->payloads);
-        free(e->payload_json);
+        free(e->variant);
+        free(e->payload);
+        free(e->head.p);
+        free(e->tail.p);
         assign_experiment_free(e->exp);
     }
     free(snap->entries);

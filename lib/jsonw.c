@@ -11,7 +11,8 @@
 void ab_jsonw_init(struct ab_jsonw *w, size_t max)
 {
     w->cap = 512 < max ? 512 : max;
-    w->buf = ab_mem_calloc(1, w->cap + 1);
+    w->buf = ab_mem_realloc(NULL, w->cap + 1);
+    w->buf[0] = '\0';
     w->len = 0;
     w->max = max;
     w->failed = 0;
@@ -38,6 +39,13 @@ static int reserve(struct ab_jsonw *w, size_t n)
         w->buf = ab_mem_realloc(w->buf, w->cap + 1);
     }
     return 0;
+}
+
+void ab_jsonw_reserve(struct ab_jsonw *w, size_t n)
+{
+    if (w->len + n > w->max)
+        n = w->max - w->len;
+    (void)reserve(w, n);
 }
 
 void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n)

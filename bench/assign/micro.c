@@ -83,8 +83,12 @@ int main(int argc, char **argv)
     double single_ns = (now_s() - t0) / (double)n * 1e9;
     long m = getenv("MICRO_EVAL_ONLY") != NULL ? 1000000 : 200000;
     t0 = now_s();
+    struct assign_attrs index;
     for (long i = 0; i < m; i++) {
+        /* per unit, as a request does: index its attributes, then evaluate every experiment */
         ctx.attributes = unit_attrs[i & 63];
+        assign_attrs_index(&index, ctx.attributes);
+        ctx.index = &index;
         for (size_t k = 0; k < s20->nentries; k++) {
             assign_run(s20->entries[k].exp, &ctx, &res);
             in += res.in_experiment;

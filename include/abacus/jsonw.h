@@ -24,6 +24,9 @@ void ab_jsonw_init(struct ab_jsonw *w, size_t max);
 /* Frees the buffer. Accepts a writer that failed. */
 void ab_jsonw_dispose(struct ab_jsonw *w);
 
+/* Makes room for n more bytes at once (up to max), for a writer that knows its size roughly. */
+void ab_jsonw_reserve(struct ab_jsonw *w, size_t n);
+
 /* Appends s[0..n) as is: structure, keys known to need no escaping, or serialized JSON. */
 void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n);
 

@@ -51,6 +51,16 @@ static void add_experiment(struct ab_snapshot *s, const char *key, int running, 
     }
 }
 
+/* The payload of variation v of experiment key in s. */
+static const json_t *variant_payload(const struct ab_snapshot *s, const char *key, int v)
+{
+    for (size_t i = 0; i < s->nexperiments; i++)
+        if (strcmp(s->experiments[i].key, key) == 0)
+            return s->experiments[i].variants[v].payload;
+    fail_msg("no experiment %s in the test snapshot", key);
+    return NULL;
+}
+
 /* The snapshot of this test at a given version; experiment "weights" gets weights w0/1-w0. */
 static struct ab_snapshot *make_snapshot(int64_t version, double w0)
 {
@@ -206,7 +216,13 @@ static void test_answers_match_the_core(void **state)
                                 assign_reason_name(res.reason));
             if (res.hash_used)
                 assert_true(json_real_value(json_object_get(got, "hash_value")) == res.bucket);
-            assert_true(json_equal(json_object_get(got, "payload"), e->payloads[res.variation]));
+            assert_true(json_equal(json_object_get(got, "payload"),
+                                   variant_payload(s, KEYS[k], res.variation)));
+            assert_string_equal(json_string_value(json_object_get(got, "experiment")), KEYS[k]);
+            assert_string_equal(json_string_value(json_object_get(got, "unit")), unit);
+            assert_int_equal(json_integer_value(json_object_get(got, "variation_id")),
+                             res.variation);
+            assert_int_equal(json_integer_value(json_object_get(got, "phase")), 1);
             assert_int_equal(json_integer_value(json_object_get(got, "snapshot_version")), 1);
             in[k] += res.in_experiment;
             seen_reasons[res.reason]++;
@@ -336,6 +352,24 @@ static void test_post_all_running(void **state)
         assert_true(json_equal(one, a));
         json_decref(one);
     }
+    json_decref(doc);
+
+    /* a unit that JSON must escape comes back as sent, in the answer of a given list */
+    const char *odd = "{\"unit\":\"q\\\"u\\\\o\\n\u00e9\U0001F600\","
+                      "\"experiments\":[\"weights\"]}";
+    assert_int_equal(
+        http_do(g_node.port, "POST", "/v1/assign", "application/json", odd, strlen(odd), &r), 0);
+    assert_int_equal(r.status, 200);
+    doc = json_loads(r.body, 0, NULL);
+    http_response_free(&r);
+    assert_non_null(doc);
+    list = json_object_get(doc, "assignments");
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "unit")),
+                        "q\"u\\o\n\u00e9\U0001F600");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "experiment")),
+                        "weights");
+    assert_int_equal(json_integer_value(json_object_get(doc, "snapshot_version")), 1);
     json_decref(doc);
 }
 

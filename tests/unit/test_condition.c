@@ -30,8 +30,13 @@ static int eval_json(const char *cond, const char *attrs, const char *groups)
     struct assign_cond *ac;
     struct ab_errinfo ei;
     int r = -1;
-    if (assign_cond_compile(c, g, &ac, &ei) == AB_OK)
+    if (assign_cond_compile(c, g, &ac, &ei) == AB_OK) {
         r = assign_cond_eval(ac, a);
+        struct assign_attrs index;
+        assign_attrs_index(&index, a);
+        if (json_is_object(a) && assign_cond_eval_attrs(ac, &index) != r)
+            fail_msg("indexed attributes disagree on %s with %s", cond, attrs);
+    }
     assign_cond_free(ac);
     json_decref(c);
     json_decref(a);
@@ -59,8 +64,13 @@ static void test_growthbook_cases(void **state)
         struct assign_cond *ac;
         struct ab_errinfo ei;
         int got = -1;
-        if (assign_cond_compile(json_array_get(c, 1), json_array_get(c, 4), &ac, &ei) == AB_OK)
+        if (assign_cond_compile(json_array_get(c, 1), json_array_get(c, 4), &ac, &ei) == AB_OK) {
             got = assign_cond_eval(ac, json_array_get(c, 2));
+            struct assign_attrs index;
+            assign_attrs_index(&index, json_array_get(c, 2));
+            if (json_is_object(json_array_get(c, 2)) && assign_cond_eval_attrs(ac, &index) != got)
+                got = -2;
+        }
         assign_cond_free(ac);
         if (got == json_is_true(json_array_get(c, 3)))
             passed++;
@@ -201,6 +211,35 @@ static void expect_refused(const char *cond, const char *field)
     json_decref(c);
 }
 
+/* Indexed attributes: found at any position, also past what the index holds, and missing ones. */
+static void test_indexed_attributes(void **state)
+{
+    (void)state;
+    char attrs[1024] = "{";
+    for (int i = 0; i < ASSIGN_ATTRS_INDEXED + 4; i++)
+        snprintf(attrs + strlen(attrs), sizeof(attrs) - strlen(attrs), "%s\"a%d\": %d",
+                 i > 0 ? ", " : "", i, i);
+    snprintf(attrs + strlen(attrs), sizeof(attrs) - strlen(attrs), "}");
+    assert_int_equal(eval_json("{\"a0\": 0, \"a19\": 19}", attrs, NULL), 1);
+    assert_int_equal(eval_json("{\"a19\": 18}", attrs, NULL), 0);
+    assert_int_equal(eval_json("{\"a99\": {\"$exists\": false}}", attrs, NULL), 1);
+    assert_int_equal(eval_json("{\"a\": 1, \"ab\": 2}", "{\"ab\": 2, \"a\": 1}", NULL), 1);
+    assert_int_equal(eval_json("{\"\": 1}", "{\"\": 1, \"x\": 2}", NULL), 1);
+    assert_int_equal(eval_json("{\"x.y\": 1}", "{\"x\": {\"y\": 1}}", NULL), 1);
+
+    json_t *many = json_loads(attrs, 0, NULL), *few = json_pack("{s:i}", "a", 1);
+    struct assign_attrs index;
+    assign_attrs_index(&index, many);
+    assert_int_equal(index.indexed, 0);
+    assert_ptr_equal(assign_attrs_get(&index, "a19", 3), json_object_get(many, "a19"));
+    assign_attrs_index(&index, few);
+    assert_int_equal(index.indexed, 1);
+    assert_ptr_equal(assign_attrs_get(&index, "a", 1), json_object_get(few, "a"));
+    assert_null(assign_attrs_get(&index, "b", 1));
+    json_decref(many);
+    json_decref(few);
+}
+
 static void test_refuses(void **state)
 {
     (void)state;
@@ -328,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_growthbook_cases), cmocka_unit_test(test_javascript_semantics),
         cmocka_unit_test(test_refuses),          cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_indexed_attributes),
         cmocka_unit_test(test_regex_limit),      cmocka_unit_test(test_regex_from_two_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -241,8 +241,15 @@ static void test_eval_condition(void **state)
         struct assign_cond *cond = NULL;
         int got = 0;
         if (assign_cond_compile(json_array_get(c, 1), json_array_get(c, 4), &cond, NULL) ==
-            AB_OK)
+            AB_OK) {
             got = assign_cond_eval(cond, json_array_get(c, 2));
+            /* the indexed attributes a request uses must give the same answer */
+            struct assign_attrs index;
+            assign_attrs_index(&index, json_array_get(c, 2));
+            if (json_is_object(json_array_get(c, 2)) &&
+                assign_cond_eval_attrs(cond, &index) != got)
+                got = -1;
+        }
         assign_cond_free(cond);
         json_t *g = json_boolean(got);
         check(&t, js_equal(g, json_array_get(c, 3)), json_string_value(json_array_get(c, 0)), g,
@@ -298,11 +305,22 @@ static void test_run(void **state)
         struct ab_errinfo ei;
         if (assign_experiment_compile(json_array_get(c, 2), cc.ctx.saved_groups, &e, &ei) ==
             AB_OK) {
-            struct assign_result res;
+            struct assign_result res, indexed;
             assign_run(e, &cc.ctx, &res);
             json_t *value = json_array_get(e->variations, (size_t)res.variation);
             got = json_pack("[O,b,b]", value != NULL ? value : json_null(), res.in_experiment,
                             res.hash_used);
+            /* the same with the attributes indexed, as the HTTP node evaluates */
+            struct assign_attrs index;
+            assign_attrs_index(&index, cc.ctx.attributes);
+            cc.ctx.index = &index;
+            assign_run(e, &cc.ctx, &indexed);
+            if (indexed.variation != res.variation || indexed.in_experiment != res.in_experiment ||
+                indexed.hash_used != res.hash_used || indexed.reason != res.reason ||
+                indexed.bucket != res.bucket) {
+                json_decref(got);
+                got = json_pack("{s:s}", "error", "indexed attributes gave another result");
+            }
         } else {
             got = json_pack("{s:s}", "compile_error", ei.message);
         }
