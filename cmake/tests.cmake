@@ -29,6 +29,10 @@ endforeach()
 
 abacus_test(test_condition SOURCES tests/unit/test_condition.c LABELS unit)
 target_link_libraries(test_condition PRIVATE abacus_assign)
+abacus_test(test_stats SOURCES tests/unit/test_stats.c LABELS unit)
+target_link_libraries(test_stats PRIVATE abacus_analyze)
+abacus_test(test_peeking SOURCES tests/unit/test_peeking.c LABELS unit TIMEOUT 300)
+target_link_libraries(test_peeking PRIVATE abacus_analyze)
 abacus_test(test_conformance SOURCES tests/unit/test_conformance.c LABELS unit)
 target_link_libraries(test_conformance PRIVATE abacus_assign)
 
@@ -108,12 +112,19 @@ if(ABACUS_LINT)
     message(FATAL_ERROR "lint tests need cppcheck and clang-tidy (scripts/setup installs them), "
                         "or configure with -DABACUS_LINT=OFF")
   endif()
+  # every folder of the product's C code (tests and benchmarks are not linted)
+  set(LINT_SOURCES)
+  set(LINT_DIRS)
+  foreach(dir lib src assign analyze collect web)
+    file(GLOB found CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${dir}/*.c)
+    if(found)
+      list(APPEND LINT_SOURCES ${found})
+      list(APPEND LINT_DIRS ${CMAKE_SOURCE_DIR}/${dir})
+    endif()
+  endforeach()
   add_test(NAME lint_cppcheck
            COMMAND ${CPPCHECK} --error-exitcode=1 --enable=warning,portability,performance
-                   --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include
-                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign)
-  file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c
-       ${CMAKE_SOURCE_DIR}/assign/*.c)
+                   --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include ${LINT_DIRS})
   add_test(NAME lint_clang_tidy
            COMMAND ${CLANG_TIDY} --quiet -p ${CMAKE_BINARY_DIR} ${LINT_SOURCES})
   set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES
