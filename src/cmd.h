@@ -18,6 +18,7 @@
 int cmd_up_main(int argc, char **argv, struct ab_log *log);
 int cmd_migrate_main(int argc, char **argv, struct ab_log *log);
 int cmd_assign_main(int argc, char **argv, struct ab_log *log);
+int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
 
 /* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */
 int cmd_parse_int(const char *flag, const char *text, long min, long max, long *out);

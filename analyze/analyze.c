@@ -1,0 +1,76 @@
+/*
+ * Wires the analysis together (analyze.h): definition and aggregation from SQL (sql.c), results
+ * from the statistics (results.c), stored back through sql.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "analyze.h"
+#include "analyze_int.h"
+
+static enum ab_err options_of(const struct analyze_settings *s, int64_t now_ms,
+                              struct analyze_options *o, struct ab_errinfo *ei)
+{
+    o->alpha = s != NULL && s->alpha != 0 ? s->alpha : ANALYZE_DEFAULT_ALPHA;
+    o->computed_at_ms = now_ms;
+    const char *c = s != NULL && s->correction != NULL ? s->correction : "holm";
+    if (strcmp(c, "holm") == 0)
+        o->correction = ANALYZE_CORRECTION_HOLM;
+    else if (strcmp(c, "bh") == 0)
+        o->correction = ANALYZE_CORRECTION_BH;
+    else if (strcmp(c, "none") == 0)
+        o->correction = ANALYZE_CORRECTION_NONE;
+    else
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "correction", "must be holm, bh or none");
+    if (!(o->alpha > 0 && o->alpha < 0.5))
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "alpha", "must be in (0, 0.5)");
+    return AB_OK;
+}
+
+enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
+                               int64_t now_ms, const struct analyze_settings *settings,
+                               json_t **results, struct ab_errinfo *ei)
+{
+    *results = NULL;
+    struct analyze_options opt;
+    struct analyze_experiment_def *def = NULL;
+    struct analyze_agg *agg = NULL;
+    char *text = NULL;
+    enum ab_err rc = options_of(settings, now_ms, &opt, ei);
+    if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
+        (rc = analyze_sql_aggregate(events, def, now_ms, &agg, ei)) != AB_OK)
+        goto Exit;
+    json_t *r = analyze_results(def, agg, &opt);
+    text = json_dumps(r, JSON_COMPACT);
+    rc = analyze_sql_store(control, key, def->phase, now_ms, text, ei);
+    if (rc == AB_OK)
+        *results = r;
+    else
+        json_decref(r);
+Exit:
+    free(text);
+    analyze_agg_free(agg);
+    analyze_experiment_def_free(def);
+    return rc;
+}
+
+enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n, struct ab_errinfo *ei)
+{
+    return analyze_sql_running(control, keys, n, ei);
+}
+
+enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **results,
+                           struct ab_errinfo *ei)
+{
+    char *text;
+    *results = NULL;
+    enum ab_err rc = analyze_sql_load_results(control, key, &text, ei);
+    if (rc != AB_OK)
+        return rc;
+    json_error_t jerr;
+    *results = json_loads(text, 0, &jerr);
+    free(text);
+    if (*results == NULL)
+        return ab_fail(ei, AB_ERR_STORAGE, "results", "stored results are not JSON: %s",
+                       jerr.text);
+    return AB_OK;
+}

@@ -1,0 +1,125 @@
+/*
+ * Private types of the analysis: an experiment's definition as the analysis needs it (read from
+ * the control database), the sufficient statistics the aggregation produces for it from the
+ * events store (cumulative per day), and the functions between them. sql.c holds every SQL
+ * statement of the analysis; results.c is pure (statistics into the results JSON); analyze.c
+ * wires them for `abacus analyze`, the admin API and the report.
+ */
+#ifndef ABACUS_ANALYZE_INT_H
+#define ABACUS_ANALYZE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "abacus/db.h"
+#include "abacus/err.h"
+#include "stats.h"
+
+#define ANALYZE_DAY_MS 86400000LL
+#define ANALYZE_MAX_VARIANTS 16
+#define ANALYZE_DEFAULT_NSTAR 5000
+#define ANALYZE_DEFAULT_ALPHA 0.05
+#define ANALYZE_CUPED_LOOKBACK_MS (14 * ANALYZE_DAY_MS) /* pre-exposure window of the covariate */
+
+enum analyze_metric_type { ANALYZE_BINOMIAL, ANALYZE_MEAN, ANALYZE_RATIO };
+enum analyze_role { ANALYZE_GOAL, ANALYZE_GUARDRAIL, ANALYZE_SECONDARY };
+enum analyze_correction { ANALYZE_CORRECTION_NONE, ANALYZE_CORRECTION_HOLM, ANALYZE_CORRECTION_BH };
+
+struct analyze_metric_def {
+    char *key;
+    enum analyze_metric_type type;
+    enum analyze_role role;
+    char *event;             /* numerator event name */
+    char *denominator_event; /* ratio metrics only, else NULL */
+    int decrease_is_good;    /* direction "decrease" */
+    int64_t window_ms;       /* conversion window after the first exposure; 0 = none */
+};
+
+struct analyze_experiment_def {
+    char *key;
+    int64_t phase;
+    int64_t phase_start_ms; /* the phase's start; events before it are not analysed */
+    int64_t phase_end_ms;   /* when the phase ended, or 0 while it runs */
+    size_t nvariants;       /* 1..ANALYZE_MAX_VARIANTS; variant 0 is the baseline */
+    char *variants[ANALYZE_MAX_VARIANTS];
+    double weights[ANALYZE_MAX_VARIANTS];
+    struct analyze_metric_def *metrics;
+    size_t nmetrics;
+    int64_t nstar;          /* tuning N* of the confidence sequence */
+};
+
+void analyze_experiment_def_free(struct analyze_experiment_def *d); /* accepts NULL */
+
+/* Sufficient statistics of one metric for one variant up to the end of one day (cumulative). */
+struct analyze_cell {
+    struct analyze_sums sums; /* y: value (ratio: numerator); x: CUPED covariate or denominator */
+};
+
+/*
+ * The aggregation of one experiment: cells[(metric * nvariants + variant) * ndays + day], each
+ * cumulative through the end of that day of the phase (day 0 starts at phase_start_ms).
+ */
+struct analyze_agg {
+    size_t nvariants, nmetrics, ndays;
+    struct analyze_cell *cells;
+    int64_t units[ANALYZE_MAX_VARIANTS]; /* units analysed, per variant, at the last day */
+    int64_t multiple_exposures;          /* units exposed to more than one variant (excluded) */
+    int64_t unknown_variant;             /* units whose first exposure names no variant of the phase */
+    int64_t data_through_ms;             /* latest event time included, 0 when there is none */
+    int *has_covariate;                  /* [nmetrics]: CUPED covariate aggregated (not ratio) */
+};
+
+static inline struct analyze_cell *analyze_agg_cell(const struct analyze_agg *a, size_t metric,
+                                                    size_t variant, size_t day)
+{
+    return &a->cells[(metric * a->nvariants + variant) * a->ndays + day];
+}
+
+void analyze_agg_free(struct analyze_agg *a); /* accepts NULL */
+
+/* --- sql.c: every statement of the analysis --- */
+
+/*
+ * Reads experiment key's definition (current phase, variants, weights, metrics) from the control
+ * database into *out (the caller's; analyze_experiment_def_free). AB_ERR_NOT_FOUND when there is
+ * no such experiment, AB_ERR_INVALID_FIELD when its phase never started.
+ */
+enum ab_err analyze_sql_load_def(struct ab_db *control, const char *key,
+                                 struct analyze_experiment_def **out, struct ab_errinfo *ei);
+
+/* The keys of the running experiments, sorted (*keys and each key the caller's, free()). */
+enum ab_err analyze_sql_running(struct ab_db *control, char ***keys, size_t *n,
+                                struct ab_errinfo *ei);
+
+/*
+ * Aggregates the events of def's phase with ts < through_ms from the events database into *out
+ * (the caller's; analyze_agg_free). The only work the database does: first exposures, exclusion
+ * of units with more than one variant, per-unit metric values within the conversion window and
+ * the pre-exposure covariate, summed per (variant, metric, day).
+ */
+enum ab_err analyze_sql_aggregate(struct ab_db *events, const struct analyze_experiment_def *def,
+                                  int64_t through_ms, struct analyze_agg **out,
+                                  struct ab_errinfo *ei);
+
+/* Stores results (JSON text) for (experiment, phase), replacing an earlier computation. */
+enum ab_err analyze_sql_store(struct ab_db *control, const char *key, int64_t phase,
+                              int64_t computed_at_ms, const char *results_json,
+                              struct ab_errinfo *ei);
+
+/* The stored results of experiment key's current phase (*json the caller's), or AB_ERR_NOT_FOUND. */
+enum ab_err analyze_sql_load_results(struct ab_db *control, const char *key, char **json,
+                                     struct ab_errinfo *ei);
+
+/* --- results.c: pure --- */
+
+struct analyze_options {
+    double alpha;
+    enum analyze_correction correction;
+    int64_t computed_at_ms;
+};
+
+/* The results JSON (results.schema.json) of def from agg (a new reference). */
+json_t *analyze_results(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
+                        const struct analyze_options *opt);
+
+#endif
