@@ -38,6 +38,18 @@ foreach(it server cli assign)
   add_dependencies(it_${it} abacus)
 endforeach()
 target_link_libraries(it_assign PRIVATE abacus_assign)
+# The control plane and replication (issue 4): admin API, publishing, a replicating node against
+# a test origin that serves faults (tests/tools/snapshot_origin.py), and the geo test with nginx
+# mirrors.
+foreach(it web replication geo)
+  abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
+  add_dependencies(it_${it} abacus)
+  target_compile_definitions(it_${it} PRIVATE
+    SNAPSHOT_ORIGIN="${CMAKE_SOURCE_DIR}/tests/tools/snapshot_origin.py")
+endforeach()
+abacus_test(test_web_validate SOURCES tests/unit/test_web_validate.c LABELS unit)
+target_link_libraries(test_web_validate PRIVATE abacus_web)
+
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)
 target_link_libraries(it_client PRIVATE abacus_client)
