@@ -75,7 +75,7 @@ set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIME
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
-  foreach(lib abacus_lib abacus_assign)
+  foreach(lib abacus_lib abacus_assign abacus_web)
     target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link)
     target_link_options(${lib} INTERFACE -fsanitize=fuzzer-no-link)
   endforeach()
@@ -83,7 +83,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition)
+foreach(target url json jsonw condition admin manifest)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -103,8 +103,11 @@ foreach(target url json jsonw condition)
     add_test(NAME ${exe} COMMAND ${exe} ${corpus})
     set(FUZZ_TIMEOUT 60)
   endif()
-  if(target STREQUAL "condition")
+  if(target STREQUAL "condition" OR target STREQUAL "manifest")
     target_link_libraries(${exe} PRIVATE abacus_assign)
+  endif()
+  if(target STREQUAL "admin")
+    target_link_libraries(${exe} PRIVATE abacus_web)
   endif()
   target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
   set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz
@@ -123,9 +126,10 @@ if(ABACUS_LINT)
   add_test(NAME lint_cppcheck
            COMMAND ${CPPCHECK} --error-exitcode=1 --enable=warning,portability,performance
                    --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include
-                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign)
+                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign
+                   ${CMAKE_SOURCE_DIR}/web)
   file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c
-       ${CMAKE_SOURCE_DIR}/assign/*.c)
+       ${CMAKE_SOURCE_DIR}/assign/*.c ${CMAKE_SOURCE_DIR}/web/*.c)
   add_test(NAME lint_clang_tidy
            COMMAND ${CLANG_TIDY} --quiet -p ${CMAKE_BINARY_DIR} ${LINT_SOURCES})
   set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES
