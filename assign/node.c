@@ -288,7 +288,8 @@ static void cache_list(const struct replica *r, int64_t **out, size_t *n)
         }
     }
     closedir(d);
-    qsort(*out, *n, sizeof(**out), cmp_desc);
+    if (*n > 1)
+        qsort(*out, *n, sizeof(**out), cmp_desc);
 }
 
 /* Deletes all but the newest CACHE_KEEP files (never the one served). */

@@ -509,7 +509,7 @@ static void handle_publish(struct ab_http_req *req, void *data)
     struct ab_db *db = begin(req, w, &who);
     if (db == NULL)
         return;
-    struct web_snapshot_row row;
+    struct web_snapshot_row row = {0};
     struct ab_errinfo ei;
     enum ab_err rc = web_publish(w, db, &who, &row, &ei);
     send_result(req, rc, 201, rc == AB_OK ? manifest(&row) : NULL, &ei);
@@ -543,7 +543,7 @@ static void handle_manifest(struct ab_http_req *req, void *data)
     struct web *w = data;
     struct ab_errinfo ei;
     struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
-    struct web_snapshot_row row;
+    struct web_snapshot_row row = {0};
     int found = 0;
     enum ab_err rc = db != NULL ? web_snapshot_latest(db, &row, &found, &ei) : AB_ERR_UNAVAILABLE;
     if (rc != AB_OK) {
@@ -596,7 +596,7 @@ static void handle_snapshot_file(struct ab_http_req *req, void *data)
     }
     struct ab_errinfo ei;
     struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
-    struct web_snapshot_row row;
+    struct web_snapshot_row row = {0};
     int found = 0;
     enum ab_err rc = db != NULL ? web_snapshot_get(db, version, &row, &found, &ei)
                                 : AB_ERR_UNAVAILABLE;

@@ -344,7 +344,9 @@ static char *weights_json(const json_t *e)
     size_t i;
     const json_t *v;
     json_array_foreach(json_object_get(e, "variants"), i, v)
+    {
         json_array_append_new(w, json_real(json_real_value(json_object_get(v, "weight"))));
+    }
     char *s = dump(w);
     json_decref(w);
     return s;
@@ -1021,9 +1023,11 @@ static json_t *diff(const json_t *before, const json_t *after)
                                                      old, "after", v));
     }
     json_object_foreach((json_t *)before, k, v)
+    {
         if (json_object_get(after, k) == NULL)
             json_array_append_new(changes,
                                   json_pack("{s:s, s:O, s:n}", "field", k, "before", v, "after"));
+    }
     return changes;
 }
 

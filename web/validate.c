@@ -386,7 +386,10 @@ static enum ab_err check_overrides(const json_t *in, json_t *out, struct ab_erri
         size_t i;
         const json_t *var;
         int found = 0;
-        json_array_foreach(vars, i, var) found |= json_equal(json_object_get(var, "key"), v);
+        json_array_foreach(vars, i, var)
+        {
+            found |= json_equal(json_object_get(var, "key"), v);
+        }
         if (!json_is_string(v) || !found)
             return ab_fail(ei, AB_ERR_INVALID_FIELD, field,
                            "must name one of the experiment's variants");

@@ -195,7 +195,7 @@ static void *publisher_main(void *arg)
         }
         w->dirty = 0;
         pthread_mutex_unlock(&w->lock);
-        struct web_snapshot_row row;
+        struct web_snapshot_row row = {0};
         if (db == NULL && web_db_open(w, &db, &ei) != AB_OK)
             AB_LOG_E(w->cfg.log, "publish_failed", "message=\"%s\"", ei.message);
         if (db != NULL && web_publish(w, db, &system, &row, &ei) != AB_OK) {
@@ -218,7 +218,7 @@ enum ab_err web_start(struct web *w, struct ab_errinfo *ei)
 {
     struct ab_db *db = NULL;
     enum ab_err rc = web_db_open(w, &db, ei);
-    struct web_snapshot_row row;
+    struct web_snapshot_row row = {0};
     int found = 0;
     if (rc == AB_OK)
         rc = web_snapshot_latest(db, &row, &found, ei);
@@ -248,7 +248,7 @@ enum ab_err web_start(struct web *w, struct ab_errinfo *ei)
 int web_latest_path(struct web *w, char *buf, size_t len)
 {
     struct ab_db *db = NULL;
-    struct web_snapshot_row row;
+    struct web_snapshot_row row = {0};
     int found = 0;
     if (web_db_open(w, &db, NULL) == AB_OK)
         web_snapshot_latest(db, &row, &found, NULL);

@@ -261,15 +261,18 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    int failed = 0;
     for (int i = 0; i < NNODES; i++)
-        if (g_nodes[i].pid > 0)
-            abacus_stop(&g_nodes[i], SIGKILL, 5000);
+        if (g_nodes[i].pid > 0 && abacus_stop(&g_nodes[i], SIGTERM, 10000) != 0) {
+            fprintf(stderr, "node %d did not exit cleanly\n", i); /* a leak under ASan */
+            failed = 1;
+        }
     stop_mirror(&g_mirror[0]);
     stop_mirror(&g_mirror[1]);
     if (g_cp.pid > 0)
         abacus_stop(&g_cp, SIGKILL, 5000);
     remove_tree(g_dir);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 static void test_geo(void **state)

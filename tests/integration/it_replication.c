@@ -260,11 +260,15 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (g_node.pid > 0)
-        abacus_stop(&g_node, SIGKILL, 5000);
+    int rc = g_node.pid > 0 ? abacus_stop(&g_node, SIGTERM, 10000) : 0; /* exits 0: no leak */
+    if (rc != 0) {
+        char log[16384];
+        abacus_log(&g_node, log, sizeof(log));
+        fprintf(stderr, "the node exited with %d; its log:\n%s\n", rc, log);
+    }
     stop_origin();
     remove_tree(g_dir);
-    return 0;
+    return rc == 0 ? 0 : -1;
 }
 
 static int64_t now_ms(void)
