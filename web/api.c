@@ -694,7 +694,7 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
         {"GET", "/v1/snapshots/{file}", handle_snapshot_file, 0},
     };
     w->ndbs = ab_http_server_threads(srv);
-    w->dbs = ab_mem_calloc((size_t)w->ndbs, sizeof(*w->dbs));
+    w->dbs = ab_mem_calloc((size_t)w->ndbs, sizeof(struct ab_db *));
     for (size_t i = 0; i < sizeof(ROUTES) / sizeof(ROUTES[0]); i++) {
         enum ab_err rc = ab_http_route(srv, ROUTES[i].method, ROUTES[i].pattern, ROUTES[i].cb, w,
                                        ROUTES[i].max_body, ei);

@@ -486,7 +486,7 @@ static enum ab_err update_phase(struct ab_db *db, int64_t id, const json_t *befo
             /* new weights re-randomize on purpose (DESIGN.md 4.1): a new seed per phase */
             char seed[WEB_KEY_MAX + 40];
             snprintf(seed, sizeof(seed), "%s:phase%lld",
-                     json_string_value(json_object_get(e, "key")), (long long)(*phase + 1));
+                     json_string_value(json_object_get(e, "key")), (long long)*phase + 1);
             json_object_set_new(e, "seed", json_string(seed));
         }
         if ((rc = ab_db_prepare(db,
