@@ -452,6 +452,12 @@ static int64_t poll_source(struct assign_node *n)
     }
     if (same_candidate(&r->bad, &m) && ab_clock_mono_ns(n->clock) < r->bad_retry_ns)
         return jittered_ms(n); /* refused before: retried after its backoff */
+    if (m.size > r->max_bytes) {
+        snprintf(msg, sizeof(msg), "version %lld announces %lld bytes, over the limit of %lld",
+                 (long long)m.version, (long long)m.size, (long long)r->max_bytes);
+        candidate_failed(n, &m, REJECT_SIZE, r->url, msg);
+        return jittered_ms(n);
+    }
     fetch_candidate(n, &m);
     return jittered_ms(n);
 }
