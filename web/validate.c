@@ -36,7 +36,8 @@ static enum ab_err only_fields(const json_t *obj, const char *prefix, const char
             i++;
         if (allowed[i] == NULL) {
             char field[128];
-            snprintf(field, sizeof(field), "%s%.100s", prefix, k);
+            /* an empty name still gets a field to point at: "" */
+            snprintf(field, sizeof(field), "%s%.100s", prefix, k[0] != '\0' ? k : "\"\"");
             return ab_fail(ei, AB_ERR_INVALID_FIELD, field, "unknown field");
         }
     }

@@ -105,6 +105,8 @@ static void test_experiment_refusals(void **state)
                  "variants[1].key");
     expect_field(v, "{\"key\":\"k\",\"variants\":[{\"key\":\"a\"},{\"key\":\"b\",\"x\":1}]}",
                  "variants[1].x");
+    expect_field(v, "{\"\":\"k\",\"variants\":[{\"key\":\"b\"},{\"key\":\"c\"}]}",
+                 "\"\""); /* found by fuzz_admin: an empty name still names a field */
     expect_field(v, "{\"key\":\"k\",\"variants\":[{\"key\":\"a\"},{\"key\":\"b\"}],"
                     "\"hash_version\":3}",
                  "hash_version");
