@@ -493,13 +493,13 @@ static void handle_audit(struct ab_http_req *req, void *data)
 
 /* ---------------------------------------------------------------- snapshots */
 
+/* The manifest of DESIGN.md section 5: version, sha256, size, url. */
 static json_t *manifest(const struct web_snapshot_row *r)
 {
     char url[64];
     snprintf(url, sizeof(url), "/v1/snapshots/%lld.db", (long long)r->version);
-    return json_pack("{s:I, s:s, s:I, s:s, s:I}", "version", (json_int_t)r->version, "sha256",
-                     r->sha256, "size", (json_int_t)r->size, "url", url, "created_at",
-                     (json_int_t)r->created_at);
+    return json_pack("{s:I, s:s, s:I, s:s}", "version", (json_int_t)r->version, "sha256",
+                     r->sha256, "size", (json_int_t)r->size, "url", url);
 }
 
 static void handle_publish(struct ab_http_req *req, void *data)
@@ -512,7 +512,12 @@ static void handle_publish(struct ab_http_req *req, void *data)
     struct web_snapshot_row row = {0};
     struct ab_errinfo ei;
     enum ab_err rc = web_publish(w, db, &who, &row, &ei);
-    send_result(req, rc, 201, rc == AB_OK ? manifest(&row) : NULL, &ei);
+    json_t *out = NULL;
+    if (rc == AB_OK) {
+        out = manifest(&row);
+        json_object_set_new(out, "created_at", json_integer(row.created_at));
+    }
+    send_result(req, rc, 201, out, &ei);
 }
 
 static void handle_snapshot_list(struct ab_http_req *req, void *data)
