@@ -172,11 +172,13 @@ static void *publisher_main(void *arg)
     struct ab_db *db = NULL;
     struct web_actor system = {"system"};
     int64_t debounce = (int64_t)w->cfg.debounce_ms * 1000000;
+    int failures = 0;
     pthread_mutex_lock(&w->lock);
     while (1) {
         int64_t now = ab_clock_mono_ns(w->cfg.clock);
-        int due = w->dirty && (now - w->last_change_ns >= debounce ||
-                               now - w->first_change_ns >= 10 * debounce || w->stop);
+        int due = w->dirty && now >= w->retry_ns &&
+                  (now - w->last_change_ns >= debounce ||
+                   now - w->first_change_ns >= 10 * debounce || w->stop);
         if (!due) {
             if (w->stop)
                 break;
@@ -198,16 +200,20 @@ static void *publisher_main(void *arg)
         struct web_snapshot_row row = {0};
         if (db == NULL && web_db_open(w, &db, &ei) != AB_OK)
             AB_LOG_E(w->cfg.log, "publish_failed", "message=\"%s\"", ei.message);
-        if (db != NULL && web_publish(w, db, &system, &row, &ei) != AB_OK) {
-            /* retried on the next change or the next loop (counted in the metrics) */
-            pthread_mutex_lock(&w->lock);
-            if (!w->stop && !w->dirty) {
+        int ok = db != NULL && web_publish(w, db, &system, &row, &ei) == AB_OK;
+        pthread_mutex_lock(&w->lock);
+        if (ok) {
+            failures = 0;
+        } else if (!w->stop) {
+            /* retried after 1 s, 2 s, 4 s... (at most 64 s); counted in the metrics */
+            int64_t wait = (int64_t)1000000000 << (failures < 6 ? failures : 6);
+            failures++;
+            w->retry_ns = ab_clock_mono_ns(w->cfg.clock) + wait;
+            if (!w->dirty) {
                 w->dirty = 1;
                 w->first_change_ns = w->last_change_ns = ab_clock_mono_ns(w->cfg.clock);
             }
-            pthread_mutex_unlock(&w->lock);
         }
-        pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     ab_db_close(db);
@@ -243,20 +249,6 @@ enum ab_err web_start(struct web *w, struct ab_errinfo *ei)
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot start the publisher thread");
     w->publisher_started = 1;
     return AB_OK;
-}
-
-int web_latest_path(struct web *w, char *buf, size_t len)
-{
-    struct ab_db *db = NULL;
-    struct web_snapshot_row row = {0};
-    int found = 0;
-    if (web_db_open(w, &db, NULL) == AB_OK)
-        web_snapshot_latest(db, &row, &found, NULL);
-    ab_db_close(db);
-    if (!found)
-        return -1;
-    snprintf(buf, len, "%s/%s", w->data_dir, row.path);
-    return 0;
 }
 
 void web_stop(struct web *w)

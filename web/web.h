@@ -51,9 +51,6 @@ enum ab_err web_mount(struct web *w, struct ab_http_server *srv, struct ab_errin
  */
 enum ab_err web_start(struct web *w, struct ab_errinfo *ei);
 
-/* Path of the newest published snapshot file into buf; 0 when there is one, else -1. */
-int web_latest_path(struct web *w, char *buf, size_t len);
-
 /* Stops the publisher thread (a pending change is published first). */
 void web_stop(struct web *w);
 

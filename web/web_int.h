@@ -175,6 +175,7 @@ struct web {
     int dirty;              /* a change is waiting to be published */
     int64_t first_change_ns; /* monotonic, first unpublished change */
     int64_t last_change_ns; /* monotonic, last unpublished change */
+    int64_t retry_ns;       /* monotonic: after a failed publish, no new try before */
     int stop;
     pthread_t publisher;
     int publisher_started;
