@@ -449,6 +449,39 @@ static void list_keys(struct ab_http_req *req, struct web *w, const char *kind)
     send_result(req, rc, 200, out, &ei);
 }
 
+static void revoke_key(struct ab_http_req *req, struct web *w, const char *kind)
+{
+    struct web_actor who;
+    struct ab_db *db = begin(req, w, &who);
+    if (db == NULL)
+        return;
+    const char *text = ab_http_param(req, "id");
+    char *end;
+    errno = 0;
+    long long id = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || id <= 0) {
+        ab_http_send_error(req, AB_ERR_NOT_FOUND, "id", "no %s key %.40s", kind, text);
+        return;
+    }
+    json_t *out = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc =
+        web_store_key_revoke(db, kind, id, &who, ab_clock_now_ms(w->cfg.clock), &out, &ei);
+    if (rc == AB_OK)
+        web_changed(w); /* the next snapshot leaves the key out */
+    send_result(req, rc, 200, out, &ei);
+}
+
+static void handle_client_key_revoke(struct ab_http_req *req, void *data)
+{
+    revoke_key(req, data, "client");
+}
+
+static void handle_ingest_key_revoke(struct ab_http_req *req, void *data)
+{
+    revoke_key(req, data, "ingest");
+}
+
 static void handle_client_key_create(struct ab_http_req *req, void *data)
 {
     create_key(req, data, "client");
@@ -690,8 +723,10 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
         {"GET", "/api/v1/layers/{key}", handle_layer_get, 0},
         {"GET", "/api/v1/client-keys", handle_client_key_list, 0},
         {"POST", "/api/v1/client-keys", handle_client_key_create, 0},
+        {"DELETE", "/api/v1/client-keys/{id}", handle_client_key_revoke, 0},
         {"GET", "/api/v1/ingest-keys", handle_ingest_key_list, 0},
         {"POST", "/api/v1/ingest-keys", handle_ingest_key_create, 0},
+        {"DELETE", "/api/v1/ingest-keys/{id}", handle_ingest_key_revoke, 0},
         {"GET", "/api/v1/audit", handle_audit, 0},
         {"GET", "/api/v1/snapshots", handle_snapshot_list, 0},
         {"POST", "/api/v1/snapshots", handle_publish, 0},

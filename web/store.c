@@ -950,6 +950,53 @@ enum ab_err web_store_key_create(struct ab_db *db, const char *kind, const char 
     return rc;
 }
 
+static enum ab_err revoke_tx(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
+    struct tx *t = arg;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT id, kind, name, prefix, created_by, created_at FROM "
+                                   "api_keys WHERE id = ?1 AND kind = ?2 AND revoked_at IS NULL",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, t->expected);
+    TEXT(st, 2, t->kind);
+    json_t *before = sqlite3_step(st) == SQLITE_ROW ? render_key(st) : NULL;
+    sqlite3_reset(st);
+    if (before == NULL)
+        return ab_fail(ei, AB_ERR_NOT_FOUND, "id", "no live %s key %lld", t->kind,
+                       (long long)t->expected);
+    if ((rc = ab_db_prepare(db, "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1", &st, ei)) ==
+        AB_OK) {
+        sqlite3_bind_int64(st, 1, t->expected);
+        sqlite3_bind_int64(st, 2, t->now);
+        rc = ab_db_step_done(db, st, ei);
+    }
+    if (rc == AB_OK) {
+        t->out = json_deep_copy(before);
+        json_object_set_new(t->out, "revoked_at", json_integer(t->now));
+        char action[32];
+        snprintf(action, sizeof(action), "%s_key.revoke", t->kind);
+        rc = audit(db, t, action, "api_key",
+                   json_string_value(json_object_get(before, "prefix")), before, t->out, ei);
+    }
+    json_decref(before);
+    return rc;
+}
+
+enum ab_err web_store_key_revoke(struct ab_db *db, const char *kind, int64_t id,
+                                 const struct web_actor *who, int64_t now, json_t **out,
+                                 struct ab_errinfo *ei)
+{
+    struct tx t = {.kind = kind, .expected = id, .who = who, .now = now};
+    enum ab_err rc = ab_db_transaction(db, revoke_tx, &t, ei);
+    if (rc != AB_OK)
+        json_decref(t.out);
+    *out = rc == AB_OK ? t.out : NULL;
+    return rc;
+}
+
 enum ab_err web_store_key_list(struct ab_db *db, const char *kind, json_t **out,
                                struct ab_errinfo *ei)
 {

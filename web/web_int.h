@@ -115,6 +115,10 @@ enum ab_err web_store_key_create(struct ab_db *db, const char *kind, const char 
                                  const char *prefix, const char *key_hash,
                                  const struct web_actor *who, int64_t now, json_t **out,
                                  struct ab_errinfo *ei);
+/* Revokes the live key id of kind (AB_ERR_NOT_FOUND otherwise); *out gets it. */
+enum ab_err web_store_key_revoke(struct ab_db *db, const char *kind, int64_t id,
+                                 const struct web_actor *who, int64_t now, json_t **out,
+                                 struct ab_errinfo *ei);
 enum ab_err web_store_key_list(struct ab_db *db, const char *kind, json_t **out,
                                struct ab_errinfo *ei);
 /* *count gets the number of live keys of kind. */

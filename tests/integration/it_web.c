@@ -544,8 +544,33 @@ static void test_publishing(void **state)
     assert_int_equal(api("GET", url, NULL, NULL, hdr, &r), 0);
     assert_int_equal(r.status, 304);
     http_response_free(&r);
-    json_decref(key);
     json_decref(m);
+    /* a revoked client key leaves the next snapshot */
+    char revoke[64];
+    snprintf(revoke, sizeof(revoke), "/api/v1/client-keys/%lld",
+             (long long)json_integer_value(json_object_get(key, "id")));
+    json_t *revoked = call_ok("DELETE", revoke, NULL, 200);
+    assert_true(json_integer_value(json_object_get(revoked, "revoked_at")) > 0);
+    json_decref(revoked);
+    expect_error("DELETE", revoke, NULL, 404, "not_found", "id");
+    json_t *keys = call_ok("GET", "/api/v1/client-keys", NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(keys, "keys")), 0);
+    json_decref(keys);
+    json_decref(key);
+    for (int i = 0; i < 200 && manifest_version() == v; i++) /* the automatic publish */
+        sleep_ms(25);
+    for (int i = 0; i < 100; i++) { /* ... and its debounce settled */
+        sleep_ms(100);
+        int64_t again = manifest_version();
+        if (again == v)
+            break;
+        v = again;
+    }
+    snprintf(file, sizeof(file), "%s/data/%s", g_cp.dir, "snapshots/current.db");
+    assert_int_equal(ab_snapshot_read(file, &s, NULL), AB_OK);
+    assert_int_equal(s->version, v);
+    assert_int_equal(s->nclient_keys, 0);
+    ab_snapshot_free(s);
     /* versions strictly increase; only the newest 3 files are kept */
     for (int i = 0; i < 4; i++) {
         p = call_ok("POST", "/api/v1/snapshots", NULL, 201);
