@@ -7,6 +7,7 @@
 #ifndef ABACUS_ASSIGN_H
 #define ABACUS_ASSIGN_H
 
+#include <stdint.h>
 #include "abacus/clock.h"
 #include "abacus/err.h"
 #include "abacus/http.h"
@@ -15,8 +16,12 @@
 struct assign_node;
 
 struct assign_node_config {
-    const char *snapshot_file; /* path of the snapshot to serve, reloaded when it changes */
-    int poll_interval_ms;      /* how often the file is checked; 0 = 5000 */
+    const char *snapshot_file; /* path of the snapshot to serve, reloaded when it changes, or */
+    const char *snapshot_url;  /* the manifest URL of a control plane or mirror (replication) */
+    const char *cache_dir;     /* with snapshot_url: where verified snapshots are kept */
+    int poll_interval_ms;      /* how often the file or manifest is checked; 0 = 5000 */
+    int64_t max_snapshot_bytes; /* largest snapshot downloaded; 0 = 1 GiB */
+    uint64_t jitter_seed;      /* seed of the poll jitter; 0 = from the clock and pid */
     const struct ab_log *log;
     const struct ab_clock *clock;
 };
@@ -34,10 +39,18 @@ enum ab_err assign_node_mount(struct assign_node *node, struct ab_http_server *s
                               struct ab_errinfo *ei);
 
 /*
- * Loads the snapshot file now (a missing or invalid file is logged and retried; the node is then
- * not ready) and starts the thread that watches it.
+ * File mode: loads the snapshot file now (a missing or invalid file is logged and retried; the
+ * node is then not ready) and starts the thread that watches it. Replication mode
+ * (snapshot_url): serves the newest valid snapshot of the cache dir at once, then starts the
+ * thread that polls the manifest (with jitter), downloads newer versions, verifies them (size,
+ * SHA-256, quick_check, format, every experiment), moves them into the cache dir and swaps them
+ * in. Any failure keeps the served snapshot, is counted by reason in /metrics and retried with
+ * backoff (docs/replication.md).
  */
 enum ab_err assign_node_start(struct assign_node *node, struct ab_errinfo *ei);
+
+/* Asks the watcher to check the file or the source now (any thread). */
+void assign_node_poke(struct assign_node *node);
 
 /* Stops the watcher thread. */
 void assign_node_stop(struct assign_node *node);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include "abacus/err.h"
 #include "abacus/snapshot.h"
@@ -239,5 +240,54 @@ const struct assign_entry *assign_snap_find(const struct assign_snap *snap, cons
 
 /* 1 when key hashes to one of the snapshot's SDK client keys. */
 int assign_snap_client_key_ok(const struct assign_snap *snap, const char *key);
+
+/* --- replication transport (fetch.c) --- */
+
+#define ASSIGN_MANIFEST_MAX 4096 /* largest manifest accepted, bytes */
+#define ASSIGN_ETAG_MAX 128
+
+/* GET /v1/snapshots/latest, checked. */
+struct assign_manifest {
+    int64_t version; /* > 0 */
+    char sha256[65]; /* 64 lowercase hex digits */
+    int64_t size;    /* bytes, > 0 */
+    char url[1024];  /* of the file, relative to the manifest's URL or absolute */
+};
+
+/*
+ * Parses and checks a manifest (unknown fields are ignored). Errors: AB_ERR_INVALID_JSON,
+ * AB_ERR_INVALID_FIELD naming the field.
+ */
+enum ab_err assign_manifest_parse(const char *buf, size_t len, struct assign_manifest *out,
+                                  struct ab_errinfo *ei);
+
+enum assign_fetch_result {
+    ASSIGN_FETCH_OK,
+    ASSIGN_FETCH_NOT_MODIFIED, /* 304: the manifest's ETag still holds */
+    ASSIGN_FETCH_FAILED,       /* network error, timeout, status other than 200 (and 304) */
+    ASSIGN_FETCH_TOO_LARGE,    /* more bytes than the cap */
+};
+
+/*
+ * Fetches the manifest at url (If-None-Match: etag unless NULL or "") into body[0..cap); *len
+ * gets its size and new_etag the response's ETag ("" when none). err gets the reason on failure.
+ */
+enum assign_fetch_result assign_fetch_manifest(CURL *c, const char *url, const char *etag,
+                                               char *body, size_t cap, size_t *len,
+                                               char new_etag[ASSIGN_ETAG_MAX], char *err,
+                                               size_t errlen);
+
+/*
+ * Downloads url into the file path (created or truncated, fsynced), aborting past cap bytes;
+ * sha256 gets the hex SHA-256 and *size the bytes of what arrived (also when it is cut short,
+ * which returns OK so that the caller's size check names the problem).
+ */
+enum assign_fetch_result assign_fetch_file(CURL *c, const char *url, const char *path,
+                                           int64_t cap, char sha256[65], int64_t *size, char *err,
+                                           size_t errlen);
+
+/* Resolves ref (absolute, or relative like "/v1/snapshots/17.db") against base into out. */
+enum ab_err assign_resolve_url(const char *base, const char *ref, char *out, size_t len,
+                               struct ab_errinfo *ei);
 
 #endif

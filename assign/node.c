@@ -7,7 +7,9 @@
  * thread publishes a new snapshot with one atomic exchange and releases the old one only when no
  * slot names it. Requests never wait; the watcher does, for at most one request's duration.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include "abacus/json.h"
 #include "abacus/jsonw.h"
 #include "abacus/mem.h"
@@ -27,11 +30,44 @@
 #define POST_BODY_MAX ((size_t)64 * 1024)
 #define RESPONSE_MAX ((size_t)16 * 1024 * 1024) /* an answer larger than this is a 500 */
 
-enum reject_reason { REJECT_IO, REJECT_INVALID, REJECT_OLDER, REJECT_COUNT };
-static const char *const REJECT_NAMES[REJECT_COUNT] = {"io", "invalid", "older_version"};
+enum reject_reason {
+    REJECT_IO,           /* not a readable SQLite file, or quick_check failed */
+    REJECT_INVALID,      /* wrong format or schema, an invalid experiment, does not compile */
+    REJECT_OLDER,        /* a version not above the one served */
+    REJECT_FETCH,        /* the source did not answer, or not with 200 */
+    REJECT_MANIFEST,     /* the manifest is not what the protocol says */
+    REJECT_SIZE,         /* the file's size differs from the manifest's */
+    REJECT_SHA256,       /* the file's SHA-256 differs from the manifest's */
+    REJECT_VERSION,      /* the file holds another version than the manifest announced */
+    REJECT_HASH_CONFLICT, /* the manifest gives the served version another hash */
+    REJECT_COUNT
+};
+static const char *const REJECT_NAMES[REJECT_COUNT] = {
+    "io", "invalid", "older_version", "fetch", "manifest", "size", "sha256", "version_mismatch",
+    "hash_conflict"};
+
+#define CACHE_KEEP 3             /* snapshot files kept in the cache dir */
+#define BACKOFF_MAX_MS 300000    /* longest wait before retrying a failed source or candidate */
+
+/* The replication client's state (watcher thread only, but for the counters). */
+struct replica {
+    char *url;                    /* the manifest */
+    char *cache_dir;
+    int64_t max_bytes;            /* largest snapshot file accepted */
+    CURL *curl;
+    uint64_t rng;                 /* xorshift state for the jitter */
+    char etag[ASSIGN_ETAG_MAX];   /* of the last manifest read */
+    struct assign_manifest last;  /* the last manifest read (valid when last.version > 0) */
+    struct assign_manifest bad;   /* the last candidate refused (version 0: none) */
+    int bad_attempts;             /* times it failed to download or load */
+    int64_t bad_retry_ns;         /* monotonic: not tried again before */
+    int fail_streak;              /* manifest fetches failed in a row */
+    char sha256[65];              /* of the file being served */
+};
 
 struct assign_node {
-    char *path;
+    char *path;                   /* --snapshot-file, or NULL */
+    struct replica *replica;      /* --snapshot-url, or NULL */
     int poll_interval_ms;
     const struct ab_log *log;
     const struct ab_clock *clock;
@@ -41,10 +77,14 @@ struct assign_node {
     pthread_t watcher;
     int watcher_started;
     _Atomic int stop;
+    _Atomic int poked;            /* check the source now */
     struct stat seen;             /* the file as last tried (watcher thread only) */
     _Atomic int64_t version;      /* current snapshot version, 0 = none */
     _Atomic int64_t created_at;   /* its created_at, ms */
     _Atomic uint64_t loads;
+    _Atomic uint64_t polls;       /* manifest requests made */
+    _Atomic uint64_t loaded_poll; /* the poll that brought the served snapshot (0: none) */
+    _Atomic int64_t last_ok_ms;   /* wall clock of the last manifest the source answered */
     _Atomic uint64_t rejected[REJECT_COUNT];
 };
 
@@ -72,6 +112,7 @@ static void publish(struct assign_node *n, struct assign_snap *snap)
     atomic_store(&n->version, snap->version);
     atomic_store(&n->created_at, snap->created_at);
     atomic_fetch_add(&n->loads, 1);
+    atomic_store(&n->loaded_poll, atomic_load(&n->polls));
     if (old == NULL)
         return;
     for (int i = 0; i < n->nhazards; i++)
@@ -82,14 +123,59 @@ static void publish(struct assign_node *n, struct assign_snap *snap)
     assign_snap_release(old);
 }
 
-static void reject(struct assign_node *n, enum reject_reason r, const char *message)
+static void reject(struct assign_node *n, enum reject_reason r, const char *source,
+                   const char *message)
 {
     atomic_fetch_add(&n->rejected[r], 1);
-    AB_LOG_W(n->log, "snapshot_rejected", "file=%s reason=%s message=\"%s\"", n->path,
+    AB_LOG_W(n->log, "snapshot_rejected", "source=%s reason=%s message=\"%s\"", source,
              REJECT_NAMES[r], message);
 }
 
-/* Loads the file if it changed since the last try and is newer than what is served. */
+/*
+ * The one load path of both modes: reads the snapshot file at path (quick_check, format, every
+ * experiment: lib/snapshot), checks its version (that the manifest announced, when expect > 0,
+ * and above the served one) and compiles it. On success *out gets the compiled snapshot, ready
+ * to publish, and -1 is returned; otherwise the reason, with msg set.
+ */
+static int prepare(struct assign_node *n, const char *path, int64_t expect,
+                   struct assign_snap **out, char *msg, size_t len)
+{
+    *out = NULL;
+    struct ab_snapshot *s = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = ab_snapshot_read(path, &s, &ei);
+    if (rc != AB_OK) {
+        snprintf(msg, len, "%s%s%s", ei.field, ei.field[0] ? ": " : "", ei.message);
+        return rc == AB_ERR_IO ? REJECT_IO : REJECT_INVALID;
+    }
+    int64_t current = atomic_load(&n->version);
+    int reason = -1;
+    if (expect > 0 && s->version != expect) {
+        snprintf(msg, len, "the file holds version %lld, the manifest announced %lld",
+                 (long long)s->version, (long long)expect);
+        reason = REJECT_VERSION;
+    } else if (s->version <= current) {
+        snprintf(msg, len, "version %lld is not newer than %lld", (long long)s->version,
+                 (long long)current);
+        reason = REJECT_OLDER;
+    }
+    if (reason < 0) {
+        int64_t t0 = ab_clock_mono_ns(n->clock);
+        rc = assign_snap_compile(s, out, &ei);
+        if (rc != AB_OK) {
+            snprintf(msg, len, "%s", ei.message);
+            reason = REJECT_INVALID;
+        } else {
+            AB_LOG_D(n->log, "snapshot_compiled", "version=%lld experiments=%zu compile_ms=%.1f",
+                     (long long)s->version, s->nexperiments,
+                     (double)(ab_clock_mono_ns(n->clock) - t0) / 1e6);
+        }
+    }
+    ab_snapshot_free(s);
+    return reason;
+}
+
+/* File mode: loads the file if it changed since the last try and is newer than what is served. */
 static void check_file(struct assign_node *n)
 {
     struct stat st;
@@ -97,7 +183,7 @@ static void check_file(struct assign_node *n)
         if (n->seen.st_size != -1) { /* report a missing file once, not every poll */
             char msg[256];
             snprintf(msg, sizeof(msg), "cannot stat: %s", strerror(errno));
-            reject(n, REJECT_IO, msg);
+            reject(n, REJECT_IO, n->path, msg);
             memset(&n->seen, 0, sizeof(n->seen));
             n->seen.st_size = -1;
         }
@@ -108,48 +194,301 @@ static void check_file(struct assign_node *n)
         st.st_mtim.tv_nsec == n->seen.st_mtim.tv_nsec)
         return;
     n->seen = st;
-    struct ab_snapshot *s = NULL;
-    struct ab_errinfo ei;
-    enum ab_err rc = ab_snapshot_read(n->path, &s, &ei);
-    if (rc != AB_OK) {
-        reject(n, rc == AB_ERR_IO ? REJECT_IO : REJECT_INVALID, ei.message);
-        return;
-    }
-    int64_t current = atomic_load(&n->version);
-    if (s->version <= current) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "version %lld is not newer than %lld", (long long)s->version,
-                 (long long)current);
-        reject(n, REJECT_OLDER, msg);
-        ab_snapshot_free(s);
-        return;
-    }
     struct assign_snap *snap = NULL;
-    int64_t t0 = ab_clock_mono_ns(n->clock);
-    rc = assign_snap_compile(s, &snap, &ei);
-    size_t nexp = s->nexperiments;
-    ab_snapshot_free(s);
-    if (rc != AB_OK) {
-        reject(n, REJECT_INVALID, ei.message);
+    char msg[512];
+    int reason = prepare(n, n->path, 0, &snap, msg, sizeof(msg));
+    if (reason >= 0) {
+        reject(n, (enum reject_reason)reason, n->path, msg);
         return;
     }
     publish(n, snap);
-    AB_LOG_I(n->log, "snapshot_loaded", "file=%s version=%lld experiments=%zu compile_ms=%.1f",
-             n->path, (long long)snap->version, nexp,
-             (double)(ab_clock_mono_ns(n->clock) - t0) / 1e6);
+    AB_LOG_I(n->log, "snapshot_loaded", "file=%s version=%lld", n->path,
+             (long long)snap->version);
+}
+
+/* ---------------------------------------------------------------- replication client */
+
+static uint64_t next_random(struct replica *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
+/* The poll interval with +-10 % jitter, so that nodes started together spread their polls. */
+static int64_t jittered_ms(struct assign_node *n)
+{
+    double u = (double)(next_random(n->replica) % 1000000) / 1e6;
+    return (int64_t)((double)n->poll_interval_ms * (0.9 + 0.2 * u));
+}
+
+/* Exponential backoff after the k-th failure in a row: interval * 2^k, capped, jittered. */
+static int64_t backoff_ms(struct assign_node *n, int k)
+{
+    int64_t ms = n->poll_interval_ms;
+    for (int i = 0; i < k && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    double u = (double)(next_random(n->replica) % 1000000) / 1e6;
+    return (int64_t)((double)ms * (0.9 + 0.2 * u));
+}
+
+static void cache_path(const struct replica *r, int64_t version, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%lld.db", r->cache_dir, (long long)version);
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int64_t cache_version(const char *name)
+{
+    size_t len = strlen(name);
+    if (len < 4 || len > 22 || strcmp(name + len - 3, ".db") != 0 || name[0] < '1' ||
+        name[0] > '9')
+        return 0;
+    int64_t v = 0;
+    for (size_t i = 0; i + 3 < len; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (name[i] - '0');
+    }
+    return v;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+/* Versions of the snapshot files in the cache dir, newest first, into *out[*n] (free it). */
+static void cache_list(const struct replica *r, int64_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(r->cache_dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int64_t v = cache_version(e->d_name);
+        if (v > 0) {
+            *out = ab_mem_realloc(*out, (*n + 1) * sizeof(**out));
+            (*out)[(*n)++] = v;
+        }
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(*out, *n, sizeof(**out), cmp_desc);
+}
+
+/* Deletes all but the newest CACHE_KEEP files (never the one served). */
+static void cache_prune(struct assign_node *n)
+{
+    int64_t *vs;
+    size_t count;
+    cache_list(n->replica, &vs, &count);
+    int64_t served = atomic_load(&n->version);
+    for (size_t i = CACHE_KEEP; i < count; i++) {
+        if (vs[i] == served)
+            continue;
+        char path[4096];
+        cache_path(n->replica, vs[i], path, sizeof(path));
+        unlink(path);
+    }
+    free(vs);
+}
+
+/* On start: serve the newest valid snapshot of the cache dir at once. Invalid ones are counted
+ * and removed. */
+static void cache_load(struct assign_node *n)
+{
+    struct replica *r = n->replica;
+    int64_t *vs;
+    size_t count;
+    cache_list(r, &vs, &count);
+    for (size_t i = 0; i < count; i++) {
+        char path[4096], msg[512];
+        cache_path(r, vs[i], path, sizeof(path));
+        struct assign_snap *snap = NULL;
+        int reason = prepare(n, path, vs[i], &snap, msg, sizeof(msg));
+        if (reason >= 0) {
+            reject(n, (enum reject_reason)reason, path, msg);
+            unlink(path);
+            continue;
+        }
+        int64_t size;
+        struct ab_errinfo ei;
+        if (ab_snapshot_file_sha256(path, r->sha256, &size, &ei) != AB_OK)
+            r->sha256[0] = '\0';
+        publish(n, snap);
+        AB_LOG_I(n->log, "snapshot_loaded", "file=%s version=%lld source=cache", path,
+                 (long long)vs[i]);
+        break;
+    }
+    free(vs);
+}
+
+static int same_candidate(const struct assign_manifest *a, const struct assign_manifest *b)
+{
+    return a->version == b->version && strcmp(a->sha256, b->sha256) == 0;
+}
+
+/* A candidate failed: count it, and retry it only after a growing backoff. */
+static void candidate_failed(struct assign_node *n, const struct assign_manifest *m,
+                             enum reject_reason reason, const char *source, const char *msg)
+{
+    struct replica *r = n->replica;
+    if (!same_candidate(&r->bad, m)) {
+        r->bad = *m;
+        r->bad_attempts = 0;
+    }
+    r->bad_attempts++;
+    r->bad_retry_ns = ab_clock_mono_ns(n->clock) + backoff_ms(n, r->bad_attempts) * 1000000;
+    reject(n, reason, source, msg);
+}
+
+/* Downloads, verifies, caches and swaps in the version m announces. */
+static void fetch_candidate(struct assign_node *n, const struct assign_manifest *m)
+{
+    struct replica *r = n->replica;
+    char url[2048], tmp[4096], final[4096], msg[512], sha[65];
+    struct ab_errinfo ei;
+    if (assign_resolve_url(r->url, m->url, url, sizeof(url), &ei) != AB_OK) {
+        candidate_failed(n, m, REJECT_MANIFEST, r->url, ei.message);
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), "%s/.download-%ld.tmp", r->cache_dir, (long)getpid());
+    int64_t size = 0;
+    enum assign_fetch_result fr =
+        assign_fetch_file(r->curl, url, tmp, m->size, sha, &size, msg, sizeof(msg));
+    int reason = -1;
+    if (fr == ASSIGN_FETCH_FAILED) {
+        reason = REJECT_FETCH;
+    } else if (fr == ASSIGN_FETCH_TOO_LARGE || size != m->size) {
+        if (fr != ASSIGN_FETCH_TOO_LARGE)
+            snprintf(msg, sizeof(msg), "got %lld bytes, the manifest announced %lld",
+                     (long long)size, (long long)m->size);
+        reason = REJECT_SIZE;
+    } else if (strcmp(sha, m->sha256) != 0) {
+        snprintf(msg, sizeof(msg), "SHA-256 %s, the manifest announced %s", sha, m->sha256);
+        reason = REJECT_SHA256;
+    }
+    struct assign_snap *snap = NULL;
+    if (reason < 0)
+        reason = prepare(n, tmp, m->version, &snap, msg, sizeof(msg));
+    cache_path(r, m->version, final, sizeof(final));
+    if (reason < 0 && (rename(tmp, final) != 0 || fsync_dir(r->cache_dir) != 0)) {
+        snprintf(msg, sizeof(msg), "cannot move it into %s: %s", r->cache_dir, strerror(errno));
+        reason = REJECT_IO;
+        assign_snap_release(snap);
+    }
+    if (reason >= 0) {
+        unlink(tmp);
+        candidate_failed(n, m, (enum reject_reason)reason, url, msg);
+        return;
+    }
+    memcpy(r->sha256, sha, sizeof(r->sha256));
+    memset(&r->bad, 0, sizeof(r->bad));
+    publish(n, snap);
+    AB_LOG_I(n->log, "snapshot_loaded", "url=%s version=%lld size=%lld", url,
+             (long long)m->version, (long long)size);
+    cache_prune(n);
+}
+
+/* One poll of the manifest; returns the wait before the next, ms. */
+static int64_t poll_source(struct assign_node *n)
+{
+    struct replica *r = n->replica;
+    char body[ASSIGN_MANIFEST_MAX], etag[ASSIGN_ETAG_MAX] = "", msg[512];
+    size_t len = 0;
+    atomic_fetch_add(&n->polls, 1);
+    enum assign_fetch_result fr = assign_fetch_manifest(
+        r->curl, r->url, r->last.version > 0 ? r->etag : NULL, body, sizeof(body), &len, etag,
+        msg, sizeof(msg));
+    struct assign_manifest m;
+    if (fr == ASSIGN_FETCH_FAILED || fr == ASSIGN_FETCH_TOO_LARGE) {
+        reject(n, fr == ASSIGN_FETCH_FAILED ? REJECT_FETCH : REJECT_MANIFEST, r->url, msg);
+        return backoff_ms(n, ++r->fail_streak);
+    }
+    if (fr == ASSIGN_FETCH_NOT_MODIFIED && r->last.version > 0) {
+        m = r->last;
+    } else {
+        struct ab_errinfo ei;
+        if (assign_manifest_parse(body, len, &m, &ei) != AB_OK) {
+            snprintf(msg, sizeof(msg), "%s: %s", ei.field, ei.message);
+            reject(n, REJECT_MANIFEST, r->url, msg);
+            return backoff_ms(n, ++r->fail_streak);
+        }
+        r->last = m;
+        memcpy(r->etag, etag, sizeof(r->etag));
+    }
+    r->fail_streak = 0;
+    atomic_store(&n->last_ok_ms, ab_clock_now_ms(n->clock));
+    int64_t current = atomic_load(&n->version);
+    if (m.version <= current) {
+        /* lower or equal versions are ignored; each odd manifest is counted once */
+        int conflict = m.version == current && r->sha256[0] != '\0' &&
+                       strcmp(m.sha256, r->sha256) != 0;
+        if ((m.version < current || conflict) && !same_candidate(&r->bad, &m)) {
+            r->bad = m;
+            snprintf(msg, sizeof(msg),
+                     conflict ? "version %lld announced with SHA-256 %s, served with %s"
+                              : "version %lld (SHA-256 %s) is older than the served one%s",
+                     (long long)m.version, m.sha256, conflict ? r->sha256 : "");
+            reject(n, conflict ? REJECT_HASH_CONFLICT : REJECT_OLDER, r->url, msg);
+        }
+        return jittered_ms(n);
+    }
+    if (same_candidate(&r->bad, &m) && ab_clock_mono_ns(n->clock) < r->bad_retry_ns)
+        return jittered_ms(n); /* refused before: retried after its backoff */
+    if (m.size > r->max_bytes) {
+        snprintf(msg, sizeof(msg), "version %lld announces %lld bytes, over the limit of %lld",
+                 (long long)m.version, (long long)m.size, (long long)r->max_bytes);
+        candidate_failed(n, &m, REJECT_SIZE, r->url, msg);
+        return jittered_ms(n);
+    }
+    fetch_candidate(n, &m);
+    return jittered_ms(n);
+}
+
+/* Waits up to ms, returning early on stop or a poke. */
+static void wait_ms(struct assign_node *n, int64_t ms)
+{
+    for (int64_t waited = 0; waited < ms && !atomic_load(&n->stop); waited += 20) {
+        if (atomic_exchange(&n->poked, 0))
+            return;
+        struct timespec ts = {0, 20L * 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static void *watcher_main(void *arg)
 {
     struct assign_node *n = arg;
+    int64_t next_ms = n->poll_interval_ms;
+    if (n->replica != NULL)
+        next_ms = poll_source(n); /* the cache was served first; now ask the source */
     while (!atomic_load(&n->stop)) {
-        for (int waited = 0; waited < n->poll_interval_ms && !atomic_load(&n->stop);
-             waited += 50) {
-            struct timespec ts = {0, 50L * 1000000};
-            nanosleep(&ts, NULL);
-        }
-        if (!atomic_load(&n->stop))
+        wait_ms(n, next_ms);
+        if (atomic_load(&n->stop))
+            break;
+        if (n->replica != NULL) {
+            next_ms = poll_source(n);
+        } else {
             check_file(n);
+            next_ms = n->poll_interval_ms;
+        }
     }
     return NULL;
 }
@@ -534,7 +873,8 @@ static int ready_cb(void *data, char *reason, size_t len)
     struct assign_node *n = data;
     if (atomic_load(&n->version) > 0)
         return 1;
-    snprintf(reason, len, "no valid snapshot loaded yet from %s", n->path);
+    snprintf(reason, len, "no valid snapshot loaded yet from %s",
+             n->replica != NULL ? n->replica->url : n->path);
     return 0;
 }
 
@@ -542,6 +882,7 @@ static void metrics_cb(void *data, FILE *out)
 {
     struct assign_node *n = data;
     int64_t version = atomic_load(&n->version);
+    int64_t now = ab_clock_now_ms(n->clock);
     fprintf(out,
             "# HELP abacus_snapshot_version Version of the snapshot being served (0: none).\n"
             "# TYPE abacus_snapshot_version gauge\nabacus_snapshot_version %lld\n",
@@ -551,13 +892,31 @@ static void metrics_cb(void *data, FILE *out)
                 "# HELP abacus_snapshot_age_seconds Time since the served snapshot was "
                 "written.\n# TYPE abacus_snapshot_age_seconds gauge\n"
                 "abacus_snapshot_age_seconds %.3f\n",
-                (double)(ab_clock_now_ms(n->clock) - atomic_load(&n->created_at)) / 1000.0);
+                (double)(now - atomic_load(&n->created_at)) / 1000.0);
     fprintf(out,
             "# HELP abacus_snapshot_loads_total Snapshots loaded and swapped in.\n"
-            "# TYPE abacus_snapshot_loads_total counter\nabacus_snapshot_loads_total %llu\n"
-            "# HELP abacus_snapshot_rejected_total Snapshot files refused, by reason.\n"
-            "# TYPE abacus_snapshot_rejected_total counter\n",
+            "# TYPE abacus_snapshot_loads_total counter\nabacus_snapshot_loads_total %llu\n",
             (unsigned long long)atomic_load(&n->loads));
+    if (n->replica != NULL) {
+        int64_t ok = atomic_load(&n->last_ok_ms);
+        fprintf(out,
+                "# HELP abacus_snapshot_polls_total Manifest requests made to the source.\n"
+                "# TYPE abacus_snapshot_polls_total counter\nabacus_snapshot_polls_total %llu\n"
+                "# HELP abacus_snapshot_loaded_poll The poll that brought the served snapshot "
+                "(0: the cache dir).\n# TYPE abacus_snapshot_loaded_poll gauge\n"
+                "abacus_snapshot_loaded_poll %llu\n",
+                (unsigned long long)atomic_load(&n->polls),
+                (unsigned long long)atomic_load(&n->loaded_poll));
+        if (ok > 0)
+            fprintf(out,
+                    "# HELP abacus_snapshot_source_age_seconds Time since the source last "
+                    "answered a poll.\n# TYPE abacus_snapshot_source_age_seconds gauge\n"
+                    "abacus_snapshot_source_age_seconds %.3f\n",
+                    (double)(now - ok) / 1000.0);
+    }
+    fputs("# HELP abacus_snapshot_rejected_total Snapshots refused (the served one is kept), by "
+          "reason.\n# TYPE abacus_snapshot_rejected_total counter\n",
+          out);
     for (int r = 0; r < REJECT_COUNT; r++)
         fprintf(out, "abacus_snapshot_rejected_total{reason=\"%s\"} %llu\n", REJECT_NAMES[r],
                 (unsigned long long)atomic_load(&n->rejected[r]));
@@ -565,13 +924,60 @@ static void metrics_cb(void *data, FILE *out)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+static enum ab_err replica_new(const struct assign_node_config *cfg, struct replica **out,
+                               struct ab_errinfo *ei)
+{
+    *out = NULL;
+    if (cfg->cache_dir == NULL || cfg->cache_dir[0] == '\0')
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "cache-dir", "is required with a snapshot URL");
+    if (strncmp(cfg->snapshot_url, "http://", 7) != 0 &&
+        strncmp(cfg->snapshot_url, "https://", 8) != 0)
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "snapshot-url", "must be an http(s) URL");
+    if (mkdir(cfg->cache_dir, 0750) != 0 && errno != EEXIST)
+        return ab_fail(ei, AB_ERR_IO, "cache-dir", "cannot create %s: %s", cfg->cache_dir,
+                       strerror(errno));
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return ab_fail(ei, AB_ERR_INTERNAL, NULL, "libcurl cannot initialize");
+    struct replica *r = ab_mem_calloc(1, sizeof(*r));
+    r->url = ab_mem_strdup(cfg->snapshot_url);
+    r->cache_dir = ab_mem_strdup(cfg->cache_dir);
+    r->max_bytes = cfg->max_snapshot_bytes > 0 ? cfg->max_snapshot_bytes : (int64_t)1 << 30;
+    r->curl = curl_easy_init();
+    r->rng = cfg->jitter_seed != 0 ? cfg->jitter_seed
+                                   : (uint64_t)ab_clock_mono_ns(cfg->clock) ^
+                                         ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
+    if (r->rng == 0)
+        r->rng = 1;
+    *out = r;
+    return AB_OK;
+}
+
+static void replica_free(struct replica *r)
+{
+    if (r == NULL)
+        return;
+    curl_easy_cleanup(r->curl);
+    curl_global_cleanup();
+    free(r->url);
+    free(r->cache_dir);
+    free(r);
+}
+
 enum ab_err assign_node_new(const struct assign_node_config *cfg, struct assign_node **out,
                             struct ab_errinfo *ei)
 {
-    if (cfg->snapshot_file == NULL || cfg->snapshot_file[0] == '\0')
-        return ab_fail(ei, AB_ERR_INVALID_FIELD, "snapshot-file", "is required");
+    int file = cfg->snapshot_file != NULL && cfg->snapshot_file[0] != '\0';
+    int url = cfg->snapshot_url != NULL && cfg->snapshot_url[0] != '\0';
+    if (file == url)
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "snapshot-url",
+                       "give either a snapshot URL (with a cache dir) or a snapshot file");
+    struct replica *r = NULL;
+    enum ab_err rc = url ? replica_new(cfg, &r, ei) : AB_OK;
+    if (rc != AB_OK)
+        return rc;
     struct assign_node *n = ab_mem_calloc(1, sizeof(*n));
-    n->path = ab_mem_strdup(cfg->snapshot_file);
+    n->path = file ? ab_mem_strdup(cfg->snapshot_file) : NULL;
+    n->replica = r;
     n->poll_interval_ms = cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : 5000;
     n->log = cfg->log;
     n->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;
@@ -600,11 +1006,19 @@ enum ab_err assign_node_mount(struct assign_node *n, struct ab_http_server *srv,
 
 enum ab_err assign_node_start(struct assign_node *n, struct ab_errinfo *ei)
 {
-    check_file(n);
+    if (n->replica != NULL)
+        cache_load(n); /* the source is asked by the watcher, after this */
+    else
+        check_file(n);
     if (pthread_create(&n->watcher, NULL, watcher_main, n) != 0)
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot start the snapshot watcher");
     n->watcher_started = 1;
     return AB_OK;
+}
+
+void assign_node_poke(struct assign_node *n)
+{
+    atomic_store(&n->poked, 1);
 }
 
 void assign_node_stop(struct assign_node *n)
@@ -622,6 +1036,7 @@ void assign_node_free(struct assign_node *n)
         return;
     assign_node_stop(n);
     assign_snap_release(atomic_load(&n->current));
+    replica_free(n->replica);
     free(n->hazards);
     free(n->path);
     free(n);

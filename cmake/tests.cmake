@@ -42,6 +42,18 @@ foreach(it server cli assign)
   add_dependencies(it_${it} abacus)
 endforeach()
 target_link_libraries(it_assign PRIVATE abacus_assign)
+# The control plane and replication (issue 4): admin API, publishing, a replicating node against
+# a test origin that serves faults (tests/tools/snapshot_origin.py), and the geo test with nginx
+# mirrors.
+foreach(it web replication geo)
+  abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
+  add_dependencies(it_${it} abacus)
+  target_compile_definitions(it_${it} PRIVATE
+    SNAPSHOT_ORIGIN="${CMAKE_SOURCE_DIR}/tests/tools/snapshot_origin.py")
+endforeach()
+abacus_test(test_web_validate SOURCES tests/unit/test_web_validate.c LABELS unit)
+target_link_libraries(test_web_validate PRIVATE abacus_web)
+
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)
 target_link_libraries(it_client PRIVATE abacus_client)
@@ -67,7 +79,7 @@ set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIME
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
-  foreach(lib abacus_lib abacus_assign)
+  foreach(lib abacus_lib abacus_assign abacus_web)
     target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link)
     target_link_options(${lib} INTERFACE -fsanitize=fuzzer-no-link)
   endforeach()
@@ -75,7 +87,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition)
+foreach(target url json jsonw condition admin manifest)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -95,8 +107,11 @@ foreach(target url json jsonw condition)
     add_test(NAME ${exe} COMMAND ${exe} ${corpus})
     set(FUZZ_TIMEOUT 60)
   endif()
-  if(target STREQUAL "condition")
+  if(target STREQUAL "condition" OR target STREQUAL "manifest")
     target_link_libraries(${exe} PRIVATE abacus_assign)
+  endif()
+  if(target STREQUAL "admin")
+    target_link_libraries(${exe} PRIVATE abacus_web)
   endif()
   target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
   set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz

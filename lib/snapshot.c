@@ -399,6 +399,38 @@ void ab_snapshot_key_hash(const char *key, char out[65])
     out[64] = '\0';
 }
 
+enum ab_err ab_snapshot_file_sha256(const char *path, char out[65], int64_t *size, struct ab_errinfo *ei)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ab_fail(ei, AB_ERR_IO, NULL, "cannot open %s: %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    char buf[65536];
+    ssize_t n;
+    int64_t total = 0;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        EVP_DigestUpdate(ctx, buf, (size_t)n);
+        total += n;
+    }
+    int err = n < 0 ? errno : 0;
+    close(fd);
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    if (err != 0)
+        return ab_fail(ei, AB_ERR_IO, NULL, "cannot read %s: %s", path, strerror(err));
+    static const char HEX[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        out[2 * i] = HEX[md[i] >> 4];
+        out[2 * i + 1] = HEX[md[i] & 15];
+    }
+    out[64] = '\0';
+    *size = total;
+    return AB_OK;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 struct write_job {

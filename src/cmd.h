@@ -19,6 +19,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log);
 int cmd_migrate_main(int argc, char **argv, struct ab_log *log);
 int cmd_assign_main(int argc, char **argv, struct ab_log *log);
 int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
+int cmd_web_main(int argc, char **argv, struct ab_log *log);
 
 /* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */
 int cmd_parse_int(const char *flag, const char *text, long min, long max, long *out);
@@ -46,11 +47,42 @@ int cmd_server_flag(struct cmd_server_flags *f, int opt, const char *arg);
 /* Flags of the assign node, which `abacus up` accepts too and passes on. */
 struct cmd_assign_flags {
     const char *snapshot_file; /* --snapshot-file PATH */
+    const char *snapshot_url;  /* --snapshot-url URL (the manifest) */
+    const char *cache_dir;     /* --cache-dir DIR, with --snapshot-url */
     long poll_s;               /* --poll-interval S, default 5 */
 };
 #define CMD_ASSIGN_OPTIONS                                                                         \
-    {"snapshot-file", required_argument, NULL, 'f'}, {"poll-interval", required_argument, NULL, 'i'}
-#define CMD_ASSIGN_OPTSTRING "f:i:"
+    {"snapshot-file", required_argument, NULL, 'f'},                                               \
+        {"poll-interval", required_argument, NULL, 'i'},                                           \
+        {"snapshot-url", required_argument, NULL, 'u'},                                            \
+        {"cache-dir", required_argument, NULL, 'c'}
+#define CMD_ASSIGN_OPTSTRING "f:i:u:c:"
+
+/* Flags of the control plane, which `abacus up` accepts too. */
+struct cmd_web_flags {
+    long keep_snapshots;   /* --keep-snapshots N, default 10 */
+    long debounce_ms;      /* --publish-debounce-ms MS, default 300 */
+    long manifest_max_age; /* --manifest-max-age S, default 0 (no-cache) */
+};
+#define CMD_WEB_OPTIONS                                                                            \
+    {"keep-snapshots", required_argument, NULL, 'K'},                                              \
+        {"publish-debounce-ms", required_argument, NULL, 'B'},                                     \
+        {"manifest-max-age", required_argument, NULL, 'M'}
+#define CMD_WEB_OPTSTRING "K:B:M:"
+
+/* Like cmd_server_flag, for the control-plane flags. */
+int cmd_web_flag(struct cmd_web_flags *f, int opt, const char *arg);
+
+struct web;
+
+/*
+ * Creates the control plane over data_dir (migrating it, creating the first admin key), mounts it
+ * on srv and starts its publisher (*out; stop and free it after the server). on_publish (may be
+ * NULL) is called with each new snapshot file. Returns 0, or -1 with the reason printed.
+ */
+int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const struct ab_log *log,
+                   struct ab_http_server *srv, void (*on_publish)(void *, const char *, int64_t),
+                   void *data, struct web **out);
 
 /* Like cmd_server_flag, for the assign flags. */
 int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg);
@@ -58,9 +90,9 @@ int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg);
 struct assign_node;
 
 /*
- * When f names a snapshot file, creates an assign node, mounts it on srv and starts it (*out;
- * stop and free it after the server). Returns 0 (also when there is nothing to attach), or -1
- * with the reason printed.
+ * When f names a snapshot file or URL, creates an assign node, mounts it on srv and starts it
+ * (*out; stop and free it after the server). Returns 0 (also when there is nothing to attach),
+ * or -1 with the reason printed.
  */
 int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log,
                       struct ab_http_server *srv, struct assign_node **out);

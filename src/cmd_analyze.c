@@ -40,10 +40,10 @@ static void print_table(const json_t *r)
 {
     printf("%s (phase %lld)", json_string_value(json_object_get(r, "experiment")),
            (long long)json_integer_value(json_object_get(r, "phase")));
-    const char *k;
-    const json_t *v;
-    json_object_foreach((json_t *)json_object_get(json_object_get(r, "units"), "by_variant"), k, v)
-        printf("  %s: %lld units", k, (long long)json_integer_value(v));
+    json_t *units = json_object_get(json_object_get(r, "units"), "by_variant");
+    for (void *it = json_object_iter(units); it != NULL; it = json_object_iter_next(units, it))
+        printf("  %s: %lld units", json_object_iter_key(it),
+               (long long)json_integer_value(json_object_iter_value(it)));
     const json_t *srm = json_object_get(r, "srm");
     printf("  SRM p=%.4g%s\n", json_number_value(json_object_get(srm, "p_value")),
            json_is_true(json_object_get(srm, "mismatch")) ? " MISMATCH" : "");

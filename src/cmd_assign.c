@@ -1,7 +1,8 @@
 /*
- * `abacus assign --snapshot-file PATH`: an assign node serving assignments from a local snapshot
- * file, reloaded when a newer one appears (--snapshot-url, fetching from a control plane or
- * mirror, comes with replication). Also the assign flags and wiring that `abacus up` reuses.
+ * `abacus assign`: an assign node serving assignments from snapshots that it replicates from a
+ * control plane or an HTTP mirror (--snapshot-url MANIFEST --cache-dir DIR), or from a local
+ * snapshot file reloaded when a newer one appears (--snapshot-file PATH). Also the assign flags
+ * and wiring that `abacus up` reuses.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,11 +11,17 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: abacus assign --snapshot-file PATH [--poll-interval SECONDS]\n"
-          "                     [--listen ADDR] [--port N] [--threads N] [--port-file PATH]\n"
-          "Serves GET/POST /v1/assign, /api/features/{clientKey} and /api/eval/{clientKey}\n"
-          "from the snapshot file, checking it for a newer version every --poll-interval\n"
-          "seconds (default 5). /readyz answers 503 until a valid snapshot is loaded.\n",
+    fputs("usage: abacus assign (--snapshot-url URL --cache-dir DIR | --snapshot-file PATH)\n"
+          "                     [--poll-interval SECONDS] [--listen ADDR] [--port N]\n"
+          "                     [--threads N] [--port-file PATH]\n"
+          "Serves GET/POST /v1/assign, /api/features/{clientKey} and /api/eval/{clientKey}.\n"
+          "With --snapshot-url (a manifest, e.g. http://mirror/v1/snapshots/latest) it serves\n"
+          "the newest valid snapshot of DIR at once, then polls the manifest every\n"
+          "--poll-interval seconds (default 5, +-10% jitter), downloads newer versions,\n"
+          "verifies them (size, SHA-256, integrity, every experiment) and swaps them in;\n"
+          "failures keep the served snapshot and are counted in /metrics. With\n"
+          "--snapshot-file it re-reads that file when it changes. /readyz answers 503 until\n"
+          "a valid snapshot is loaded.\n",
           out);
 }
 
@@ -23,6 +30,12 @@ int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg)
     switch (opt) {
     case 'f':
         f->snapshot_file = arg;
+        return 1;
+    case 'u':
+        f->snapshot_url = arg;
+        return 1;
+    case 'c':
+        f->cache_dir = arg;
         return 1;
     case 'i':
         return cmd_parse_int("poll-interval", arg, 1, 86400, &f->poll_s) == 0 ? 1 : -1;
@@ -35,9 +48,11 @@ int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log
                       struct ab_http_server *srv, struct assign_node **out)
 {
     *out = NULL;
-    if (f->snapshot_file == NULL)
+    if (f->snapshot_file == NULL && f->snapshot_url == NULL)
         return 0;
     struct assign_node_config cfg = {.snapshot_file = f->snapshot_file,
+                                     .snapshot_url = f->snapshot_url,
+                                     .cache_dir = f->cache_dir,
                                      .poll_interval_ms = (int)(f->poll_s > 0 ? f->poll_s : 5) *
                                                          1000,
                                      .log = log,
@@ -95,7 +110,8 @@ int cmd_assign_main(int argc, char **argv, struct ab_log *log)
         usage(opt == 'h' ? stdout : stderr);
         return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
     }
-    if (aflags.snapshot_file == NULL || optind != argc) {
+    if ((aflags.snapshot_file == NULL) == (aflags.snapshot_url == NULL) ||
+        (aflags.snapshot_url != NULL) != (aflags.cache_dir != NULL) || optind != argc) {
         usage(stderr);
         return CMD_EXIT_USAGE;
     }

@@ -1,80 +1,64 @@
 /*
  * `abacus up`: the whole platform in one process on one port, with its data (SQLite) under
- * --data-dir. Today that is the HTTP core with /healthz, /readyz and /metrics over a migrated
- * control database, and the assign node when --snapshot-file names a snapshot (until the control
- * plane publishes them itself); each component mounts its routes here as it arrives.
+ * --data-dir: the control plane (admin API, snapshot publisher) and an assign node that follows
+ * the snapshots it publishes (DATA_DIR/snapshots/current.db, re-read at once after each publish),
+ * unless --snapshot-file or --snapshot-url point the node elsewhere. Each further component
+ * mounts its routes here as it arrives.
  */
-#include <errno.h>
 #include <getopt.h>
+#include <stdatomic.h>
 #include <stdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include "abacus/db.h"
-#include "abacus/migrate.h"
+#include "assign.h"
 #include "cmd.h"
+#include "web.h"
 
 static void usage(FILE *out)
 {
     fputs("usage: abacus up [--data-dir DIR] [--listen ADDR] [--port N] [--threads N]\n"
-          "                 [--port-file PATH] [--snapshot-file PATH [--poll-interval S]]\n"
+          "                 [--port-file PATH] [--poll-interval S]\n"
+          "                 [--snapshot-file PATH | --snapshot-url URL --cache-dir DIR]\n"
+          "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
-          "With --snapshot-file, also serves assignments from that snapshot (see abacus\n"
-          "assign --help). Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.\n",
+          "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
+          "and assignments from the snapshots it publishes (or from --snapshot-file /\n"
+          "--snapshot-url, see abacus assign --help). Stops cleanly on SIGINT or SIGTERM.\n",
           out);
 }
 
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0750) == 0 || errno == EEXIST) {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            return 0;
-        errno = ENOTDIR;
-    }
-    return -1;
-}
+/* The node that follows local publishes; set once it exists (the publisher runs before). */
+struct up_follow {
+    _Atomic(struct assign_node *) node;
+};
 
-/* Creates the data directory and brings the control database to the current schema. */
-static int prepare_data(const char *dir, const struct ab_log *log)
+static void on_publish(void *data, const char *path, int64_t version)
 {
-    if (make_dir(dir) != 0) {
-        fprintf(stderr, "abacus: cannot create data directory %s: %s\n", dir, strerror(errno));
-        return -1;
-    }
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/abacus.db", dir);
-    struct ab_errinfo ei;
-    struct ab_db *db = NULL;
-    struct ab_db_options dbo = {.sync = AB_DB_SYNC_FULL};
-    int from = 0, to = 0;
-    enum ab_err rc = ab_db_open(path, &dbo, &db, &ei);
-    if (rc == AB_OK)
-        rc = ab_migrate(db, ab_migrations, ab_migrations_count, &from, &to, &ei);
-    ab_db_close(db);
-    if (rc != AB_OK) {
-        fprintf(stderr, "abacus: %s: %s\n", path, ei.message);
-        return -1;
-    }
-    AB_LOG_I(log, "control_db", "path=%s schema_from=%d schema=%d", path, from, to);
-    return 0;
+    (void)path;
+    (void)version;
+    struct assign_node *node = atomic_load(&((struct up_follow *)data)->node);
+    if (node != NULL)
+        assign_node_poke(node);
 }
 
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
-    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS,
+    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     const char *data_dir = "./data";
     struct cmd_assign_flags aflags = {.poll_s = 5};
+    struct cmd_web_flags wflags = {0};
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING "D:h", opts,
-                              NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv,
+                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING "D:h",
+                              opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_assign_flag(&aflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_web_flag(&wflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -91,12 +75,40 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
             return CMD_EXIT_USAGE;
         }
     }
-    if (optind != argc) {
+    if (optind != argc || (aflags.snapshot_url != NULL) != (aflags.cache_dir != NULL)) {
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    if (prepare_data(data_dir, log) != 0)
-        return CMD_EXIT_FAIL;
-
-    return cmd_serve_with_assign(&flags, &aflags, log, "up");
+    char current[4096];
+    if (aflags.snapshot_file == NULL && aflags.snapshot_url == NULL) {
+        snprintf(current, sizeof(current), "%s/snapshots/current.db", data_dir);
+        aflags.snapshot_file = current;
+    }
+    struct ab_http_config cfg;
+    ab_http_config_defaults(&cfg);
+    cmd_server_config(&flags, &cfg);
+    cfg.log = log;
+    struct ab_http_server *srv = NULL;
+    struct web *web = NULL;
+    struct assign_node *node = NULL;
+    struct up_follow follow = {NULL};
+    struct ab_errinfo ei;
+    int code = CMD_EXIT_FAIL;
+    if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: %s\n", ei.message);
+        goto Exit;
+    }
+    if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
+        cmd_assign_attach(&aflags, log, srv, &node) != 0)
+        goto Exit;
+    atomic_store(&follow.node, node);
+    code = cmd_serve(srv, &flags, log, "up");
+Exit:
+    atomic_store(&follow.node, NULL);
+    web_stop(web);
+    assign_node_stop(node);
+    ab_http_server_free(srv);
+    assign_node_free(node);
+    web_free(web);
+    return code;
 }

@@ -20,7 +20,9 @@ struct subcommand {
 static const struct subcommand SUBCOMMANDS[] = {
     {"up", cmd_up_main, "run the platform in one process (data in ./data, port 8080)"},
     {"migrate", cmd_migrate_main, "apply the schema migrations to a database (--db PATH)"},
-    {"assign", cmd_assign_main, "run an assign node from a snapshot (--snapshot-file PATH)"},
+    {"assign", cmd_assign_main,
+     "run an assign node (--snapshot-url URL --cache-dir DIR, or --snapshot-file PATH)"},
+    {"web", cmd_web_main, "run the control plane: admin API and snapshot publisher"},
     {"analyze", cmd_analyze_main, "compute and store experiment results (--experiment KEY)"},
 };
 

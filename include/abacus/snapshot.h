@@ -87,6 +87,13 @@ enum ab_err ab_snapshot_validate_experiment(const struct ab_snapshot_experiment 
 /* Accepts NULL. */
 void ab_snapshot_free(struct ab_snapshot *snap);
 
+/*
+ * Hex SHA-256 of the whole file at path into out (65 bytes), as the replication manifest
+ * announces it; *size gets the file's size in bytes. Errors: AB_ERR_IO.
+ */
+enum ab_err ab_snapshot_file_sha256(const char *path, char out[65], int64_t *size,
+                                    struct ab_errinfo *ei);
+
 /* Hex SHA-256 of key into out (65 bytes), as api_keys.key_hash stores it. */
 void ab_snapshot_key_hash(const char *key, char out[65]);
 

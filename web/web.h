@@ -1,0 +1,60 @@
+/*
+ * The web component's one public header: the control plane (DESIGN.md sections 5 and 8). It owns
+ * the control database under DATA_DIR, answers the admin JSON API under /api/v1/ (experiments,
+ * layers, metrics, API keys, audit log, snapshots; admin API keys as Bearer tokens), and publishes
+ * immutable, versioned snapshot files that assign nodes fetch through GET /v1/snapshots/latest
+ * and /v1/snapshots/{version}.db. main.c creates it, mounts it on an HTTP server and starts it.
+ * The browser UI and sessions are not here yet.
+ */
+#ifndef ABACUS_WEB_H
+#define ABACUS_WEB_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "abacus/clock.h"
+#include "abacus/err.h"
+#include "abacus/http.h"
+#include "abacus/log.h"
+
+struct web;
+
+/* Called after each publish with the path of the new snapshot file (for `abacus up`). */
+typedef void (*web_publish_cb)(void *data, const char *path, int64_t version);
+
+struct web_config {
+    const char *data_dir;       /* required: abacus.db, admin.key and snapshots/ live here */
+    int keep_snapshots;         /* snapshot files kept (newest first); 0 = 10 */
+    int debounce_ms;            /* quiet time after a change before the automatic publish;
+                                   0 = 300; a steady stream of changes publishes at least
+                                   every 10 debounce periods */
+    int manifest_max_age_s;     /* Cache-Control max-age of the manifest; 0 = no-cache */
+    const struct ab_log *log;
+    const struct ab_clock *clock;
+    web_publish_cb on_publish;  /* may be NULL */
+    void *on_publish_data;
+    FILE *announce;             /* where a generated admin key is printed (stdout); NULL: none */
+};
+
+/*
+ * Creates the component: makes DATA_DIR and DATA_DIR/snapshots, migrates the control database,
+ * and when no admin key exists creates one, prints it to cfg->announce and writes it to
+ * DATA_DIR/admin.key (mode 0600). Errors: AB_ERR_IO, AB_ERR_STORAGE, AB_ERR_SCHEMA_TOO_NEW.
+ */
+enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_errinfo *ei);
+
+/* Registers the admin API and the snapshot routes on srv, and the publisher's metrics. */
+enum ab_err web_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+
+/*
+ * Publishes a first snapshot when none exists yet (so a node following this control plane has
+ * something valid to serve) and starts the publisher thread.
+ */
+enum ab_err web_start(struct web *w, struct ab_errinfo *ei);
+
+/* Stops the publisher thread (a pending change is published first). */
+void web_stop(struct web *w);
+
+/* Frees a stopped component after the HTTP server has stopped. Accepts NULL. */
+void web_free(struct web *w);
+
+#endif
