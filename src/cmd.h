@@ -7,6 +7,8 @@
 #define ABACUS_CMD_H
 
 #include <stdint.h>
+#include <jansson.h>
+#include "abacus/err.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
 
@@ -19,6 +21,13 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log);
 int cmd_migrate_main(int argc, char **argv, struct ab_log *log);
 int cmd_assign_main(int argc, char **argv, struct ab_log *log);
 int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
+
+/*
+ * web_results_cb of the control plane (web.h), data the data directory: the stored results of
+ * an experiment, or results computed now from DATA_DIR/events.db and stored (cmd_analyze.c).
+ */
+enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
+                                struct ab_errinfo *ei);
 int cmd_web_main(int argc, char **argv, struct ab_log *log);
 
 /* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "abacus/clock.h"
 #include "abacus/db.h"
 #include "abacus/migrate.h"
@@ -67,6 +68,34 @@ static void print_table(const json_t *r)
             printf("  %s\n", json_string_value(json_object_get(c, "decision")));
         }
     }
+}
+
+enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
+                                struct ab_errinfo *ei)
+{
+    const char *dir = data;
+    char control_path[4096], events_path[4096];
+    snprintf(control_path, sizeof(control_path), "%s/abacus.db", dir);
+    snprintf(events_path, sizeof(events_path), "%s/events.db", dir);
+    struct ab_db *control = NULL, *events = NULL;
+    struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL}, er = {.readonly = 1};
+    *out = NULL;
+    enum ab_err rc = ab_db_open(control_path, &cw, &control, ei);
+    if (rc == AB_OK && !recompute) {
+        rc = analyze_stored(control, key, out, ei);
+    } else if (rc == AB_OK) {
+        if (access(events_path, F_OK) != 0)
+            rc = ab_fail(ei, AB_ERR_UNAVAILABLE, NULL,
+                         "no events database at %s (events are collected by abacus up or "
+                         "abacus collect)",
+                         events_path);
+        else if ((rc = ab_db_open(events_path, &er, &events, ei)) == AB_OK)
+            rc = analyze_experiment(control, events, key, ab_clock_now_ms(&ab_clock_system),
+                                    NULL, out, ei);
+    }
+    ab_db_close(events);
+    ab_db_close(control);
+    return rc;
 }
 
 int cmd_analyze_main(int argc, char **argv, struct ab_log *log)

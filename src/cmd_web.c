@@ -50,7 +50,9 @@ int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const st
                              .clock = &ab_clock_system,
                              .on_publish = on_publish,
                              .on_publish_data = data,
-                             .announce = stdout};
+                             .announce = stdout,
+                             .results = cmd_analyze_results,
+                             .results_data = (void *)data_dir};
     struct ab_errinfo ei;
     *out = NULL;
     if (web_new(&cfg, out, &ei) != AB_OK || web_mount(*out, srv, &ei) != AB_OK ||

@@ -305,13 +305,39 @@ static void transition(struct ab_http_req *req, struct web *w, const char *actio
     send_result(req, rc, 200, out, &ei);
 }
 
+/* The stored results (GET .../results) or recomputed ones (POST .../analyze), from the analysis. */
+static void results(struct ab_http_req *req, struct web *w, int recompute)
+{
+    struct web_actor who;
+    if (begin(req, w, &who) == NULL)
+        return;
+    if (w->cfg.results == NULL) {
+        ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "this server does not analyse results");
+        return;
+    }
+    json_t *out = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = w->cfg.results(w->cfg.results_data, ab_http_param(req, "key"), recompute,
+                                    &out, &ei);
+    send_result(req, rc, 200, out, &ei);
+}
+
+static void handle_results(struct ab_http_req *req, void *data)
+{
+    results(req, data, 0);
+}
+
 static void handle_experiment_action(struct ab_http_req *req, void *data)
 {
     const char *action = ab_http_param(req, "action");
+    if (strcmp(action, "analyze") == 0) {
+        results(req, data, 1);
+        return;
+    }
     if (strcmp(action, "start") != 0 && strcmp(action, "pause") != 0 &&
         strcmp(action, "stop") != 0) {
         ab_http_send_error(req, AB_ERR_NOT_FOUND, "action",
-                           "no such action %.40s (start, pause, stop)", action);
+                           "no such action %.40s (start, pause, stop, analyze)", action);
         return;
     }
     transition(req, data, action);
@@ -715,6 +741,7 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
         {"PUT", "/api/v1/experiments/{key}", handle_experiment_put, WEB_BODY_MAX},
         {"DELETE", "/api/v1/experiments/{key}", handle_experiment_delete, 0},
         {"POST", "/api/v1/experiments/{key}/{action}", handle_experiment_action, 0},
+        {"GET", "/api/v1/experiments/{key}/results", handle_results, 0},
         {"GET", "/api/v1/metrics", handle_metric_list, 0},
         {"POST", "/api/v1/metrics", handle_metric_create, 0},
         {"GET", "/api/v1/metrics/{key}", handle_metric_get, 0},

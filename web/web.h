@@ -11,12 +11,22 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <jansson.h>
 #include "abacus/clock.h"
 #include "abacus/err.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
 
 struct web;
+
+/*
+ * The analysis, wired in by main (components do not include each other): experiment key's
+ * results, as stored (recompute 0) or computed now from every event stored so far and stored
+ * (recompute 1). *out is a new reference. Errors as analyze.h's (AB_ERR_NOT_FOUND: no experiment
+ * or no results yet).
+ */
+typedef enum ab_err (*web_results_cb)(void *data, const char *key, int recompute, json_t **out,
+                                      struct ab_errinfo *ei);
 
 /* Called after each publish with the path of the new snapshot file (for `abacus up`). */
 typedef void (*web_publish_cb)(void *data, const char *path, int64_t version);
@@ -33,6 +43,8 @@ struct web_config {
     web_publish_cb on_publish;  /* may be NULL */
     void *on_publish_data;
     FILE *announce;             /* where a generated admin key is printed (stdout); NULL: none */
+    web_results_cb results;     /* GET .../results and POST .../analyze; NULL: they answer 503 */
+    void *results_data;
 };
 
 /*
