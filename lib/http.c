@@ -57,6 +57,13 @@ struct worker {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     struct pattern_metrics *metrics; /* [srv->npatterns] */
+    h2o_multithread_receiver_t tasks; /* ab_http_post's messages, on ctx.queue */
+};
+
+struct task_msg {
+    h2o_multithread_message_t super;
+    ab_http_task_cb cb;
+    void *data;
 };
 
 struct ready_check {
@@ -339,6 +346,25 @@ int ab_http_thread(const struct ab_http_req *req)
 void *ab_http_alloc(struct ab_http_req *req, size_t size)
 {
     return h2o_mem_alloc_pool(&req->h2o->pool, size);
+}
+
+static void on_tasks(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        struct task_msg *m = H2O_STRUCT_FROM_MEMBER(struct task_msg, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        m->cb(m->data);
+        free(m);
+    }
+}
+
+void ab_http_post(struct ab_http_server *srv, int thread, ab_http_task_cb cb, void *data)
+{
+    struct task_msg *m = ab_mem_calloc(1, sizeof(*m));
+    m->cb = cb;
+    m->data = data;
+    h2o_multithread_send_message(&srv->workers[thread].tasks, &m->super);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -829,6 +855,7 @@ static void *worker_main(void *arg)
     struct ab_http_server *srv = w->srv;
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, loop, &srv->globalconf);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->tasks, on_tasks);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = srv->globalconf.hosts;
     w->listener = h2o_evloop_socket_create(loop, w->fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -844,6 +871,7 @@ static void *worker_main(void *arg)
                  count_busy(w));
         return NULL;
     }
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->tasks);
     h2o_context_dispose(&w->ctx);
     h2o_evloop_destroy(loop);
     return NULL;

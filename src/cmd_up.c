@@ -20,7 +20,8 @@ static void usage(FILE *out)
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "With --snapshot-file, also serves assignments from that snapshot (see abacus\n"
-          "assign --help). Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.\n",
+          "assign --help). Collects events into DIR/events.db (see abacus collect --help),\n"
+          "checking ingest keys against the snapshot. Stops cleanly on SIGINT or SIGTERM.\n",
           out);
 }
 
@@ -98,5 +99,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     if (prepare_data(data_dir, log) != 0)
         return CMD_EXIT_FAIL;
 
-    return cmd_serve_with_assign(&flags, &aflags, log, "up");
+    char events_db[4096]; /* the collector's events database */
+    snprintf(events_db, sizeof(events_db), "%s/events.db", data_dir);
+    return cmd_serve_with_collect(&flags, &aflags, events_db, log, "up");
 }

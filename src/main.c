@@ -21,6 +21,7 @@ static const struct subcommand SUBCOMMANDS[] = {
     {"up", cmd_up_main, "run the platform in one process (data in ./data, port 8080)"},
     {"migrate", cmd_migrate_main, "apply the schema migrations to a database (--db PATH)"},
     {"assign", cmd_assign_main, "run an assign node from a snapshot (--snapshot-file PATH)"},
+    {"collect", cmd_collect_main, "run an event collector (--db PATH --snapshot-file PATH)"},
 };
 
 static struct ab_log g_log;
