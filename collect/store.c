@@ -41,11 +41,11 @@ struct collect_store {
 };
 
 static const char SQL_LOOKUP[] = "SELECT id, fingerprint FROM events "
-                                 "WHERE ts_bucket = ?1 AND id_hash = ?2";
+                                 "WHERE client_ts = ?1 AND id_hash = ?2";
 static const char SQL_INSERT[] =
-    "INSERT INTO events (id, ts_bucket, id_hash, fingerprint, type, ts, client_ts, sent_at, "
-    "received_at, unit, experiment, variant, metric, value, attributes, source) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, sent_at, received_at, "
+    "unit, experiment, variant, metric, value, attributes, source) "
+    "VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 static const char SQL_REJECT[] =
     "INSERT INTO rejected_events (received_at, source, request_index, code, field, message, raw) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -58,11 +58,6 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
 /* Looks ev up: 0 new, 1 duplicate, 2 duplicate with another payload; or an error. */
 static enum ab_err lookup(struct ab_db *db, const struct collect_event *ev, int *seen,
                           struct ab_errinfo *ei)
@@ -71,7 +66,7 @@ static enum ab_err lookup(struct ab_db *db, const struct collect_event *ev, int 
     enum ab_err rc = ab_db_prepare(db, SQL_LOOKUP, &st, ei);
     if (rc != AB_OK)
         return rc;
-    sqlite3_bind_int64(st, 1, floor_div(ev->client_ts, 1000));
+    sqlite3_bind_int64(st, 1, ev->client_ts);
     sqlite3_bind_int64(st, 2, ev->id_hash);
     *seen = 0;
     int src;
@@ -96,7 +91,6 @@ static enum ab_err insert_event(struct ab_db *db, const struct collect_batch *b,
     if (rc != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, floor_div(ev->client_ts, 1000));
     sqlite3_bind_int64(st, 3, ev->id_hash);
     sqlite3_bind_int64(st, 4, ev->fingerprint);
     sqlite3_bind_text(st, 5, ev->type == COLLECT_EXPOSURE ? "exposure" : "metric", -1,

@@ -3,14 +3,13 @@
 
 -- Accepted events, in arrival order. seq is the rowid, so inserts append at the end of the
 -- table's B-tree. Dedup does not use a UNIQUE index on the random client id (every insert would
--- touch a random page of a tree as large as the table): it looks an id up by (ts_bucket, id_hash),
--- the second of the event's own timestamp and a 64-bit hash of the id. Events arrive with recent
--- timestamps, so inserts into that index land in its last pages, which stay in the page cache at
--- any table size; the full id is compared on a hash match.
+-- dirty a random page of a tree as large as the table): it looks an id up by (client_ts, id_hash),
+-- the event's own timestamp and a 64-bit hash of the id. Events arrive with recent timestamps, so
+-- inserts into that index land in its last few pages, and a group commit dirties few pages at any
+-- table size; the full id is compared on a hash match (docs/collector.md).
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL,            -- client-generated event id, 1..200 bytes
-    ts_bucket   INTEGER NOT NULL,         -- client_ts / 1000 (seconds), dedup locality
     id_hash     INTEGER NOT NULL,         -- 64-bit hash of id (signed)
     fingerprint INTEGER NOT NULL,         -- 64-bit hash of the payload: same id, other payload
     type        TEXT NOT NULL CHECK (type IN ('exposure', 'metric')),
@@ -26,7 +25,7 @@ CREATE TABLE events (
     attributes  TEXT,                     -- JSON object or NULL
     source      TEXT NOT NULL CHECK (source IN ('events', 'segment'))
 );
-CREATE INDEX events_dedup ON events (ts_bucket, id_hash);
+CREATE INDEX events_dedup ON events (client_ts, id_hash);
 
 -- Events of acknowledged requests that failed validation: nothing is dropped silently.
 CREATE TABLE rejected_events (
