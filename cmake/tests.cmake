@@ -27,6 +27,8 @@ foreach(mod clock db err http json jsonw log mem migrate snapshot url utf8)
   abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
 endforeach()
 
+abacus_test(test_collect_parse SOURCES tests/unit/test_collect_parse.c LABELS unit)
+target_link_libraries(test_collect_parse PRIVATE abacus_collect)
 abacus_test(test_condition SOURCES tests/unit/test_condition.c LABELS unit)
 target_link_libraries(test_condition PRIVATE abacus_assign)
 abacus_test(test_conformance SOURCES tests/unit/test_conformance.c LABELS unit)
@@ -67,7 +69,7 @@ set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIME
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
-  foreach(lib abacus_lib abacus_assign)
+  foreach(lib abacus_lib abacus_assign abacus_collect)
     target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link)
     target_link_options(${lib} INTERFACE -fsanitize=fuzzer-no-link)
   endforeach()
@@ -75,7 +77,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition)
+foreach(target url json jsonw condition events)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -97,6 +99,9 @@ foreach(target url json jsonw condition)
   endif()
   if(target STREQUAL "condition")
     target_link_libraries(${exe} PRIVATE abacus_assign)
+  endif()
+  if(target STREQUAL "events")
+    target_link_libraries(${exe} PRIVATE abacus_collect)
   endif()
   target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
   set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz
