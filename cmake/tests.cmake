@@ -66,6 +66,17 @@ add_test(NAME sdk_growthbook_agreement
 set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIMEOUT 600
                      ENVIRONMENT "${TEST_ENV}")
 
+# The real Segment Node library sending to a collector (also installed by scripts/test).
+if(NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/sdk/node_modules/@segment/analytics-node)
+  message(FATAL_ERROR "the Segment client test needs tests/sdk/node_modules/@segment/analytics-node "
+                      "(scripts/test installs it)")
+endif()
+add_test(NAME sdk_segment_collect
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/sdk/run_segment.sh $<TARGET_FILE:abacus>
+                 $<TARGET_FILE:write_snapshot>)
+set_tests_properties(sdk_segment_collect PROPERTIES LABELS integration TIMEOUT 300
+                     ENVIRONMENT "${TEST_ENV}")
+
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
@@ -120,9 +131,10 @@ if(ABACUS_LINT)
   add_test(NAME lint_cppcheck
            COMMAND ${CPPCHECK} --error-exitcode=1 --enable=warning,portability,performance
                    --inline-suppr --quiet -D__GNUC__ -I${CMAKE_SOURCE_DIR}/include
-                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign)
+                   ${CMAKE_SOURCE_DIR}/lib ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR}/assign
+                   ${CMAKE_SOURCE_DIR}/collect)
   file(GLOB LINT_SOURCES ${CMAKE_SOURCE_DIR}/lib/*.c ${CMAKE_SOURCE_DIR}/src/*.c
-       ${CMAKE_SOURCE_DIR}/assign/*.c)
+       ${CMAKE_SOURCE_DIR}/assign/*.c ${CMAKE_SOURCE_DIR}/collect/*.c)
   add_test(NAME lint_clang_tidy
            COMMAND ${CLANG_TIDY} --quiet -p ${CMAKE_BINARY_DIR} ${LINT_SOURCES})
   set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES
