@@ -40,7 +40,8 @@ enum ab_err collect_node_new(const struct collect_node_config *cfg, struct colle
 
 /*
  * Registers POST /v1/events and POST /v1/batch on srv (512 KiB body limit), a readiness check
- * (ready once a snapshot is loaded) and the collector's metrics. srv must outlive the node's use.
+ * (ready once a snapshot is loaded; none without a snapshot file) and the collector's metrics.
+ * srv must outlive the node's use.
  */
 enum ab_err collect_node_mount(struct collect_node *node, struct ab_http_server *srv,
                                struct ab_errinfo *ei);

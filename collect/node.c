@@ -341,9 +341,7 @@ static int ready_cb(void *data, char *reason, size_t len)
     struct collect_node *n = data;
     if (atomic_load(&n->version) > 0)
         return 1;
-    snprintf(reason, len, "collector: no valid snapshot loaded yet%s%s",
-             n->snapshot_file != NULL ? " from " : " (no --snapshot-file)",
-             n->snapshot_file != NULL ? n->snapshot_file : "");
+    snprintf(reason, len, "collector: no valid snapshot loaded yet from %s", n->snapshot_file);
     return 0;
 }
 
@@ -462,7 +460,8 @@ enum ab_err collect_node_mount(struct collect_node *n, struct ab_http_server *sr
         (rc = ab_http_route(srv, "POST", "/v1/batch", handle_batch, n, COLLECT_BODY_MAX, ei)) !=
             AB_OK)
         return rc;
-    ab_http_add_ready_check(srv, ready_cb, n);
+    if (n->snapshot_file != NULL) /* without one (abacus up alone) every POST answers 503 */
+        ab_http_add_ready_check(srv, ready_cb, n);
     ab_http_add_metrics(srv, metrics_cb, n);
     return AB_OK;
 }

@@ -64,7 +64,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doy = ((int64_t)153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + doe - 719468;
 }
@@ -100,7 +100,7 @@ static int parse_rfc3339(const char *s, size_t len, int64_t *ms)
         int oh, om;
         if (digits(s + i + 1, 2, &oh) || digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
             return -1;
-        offset_min = (s[i] == '-' ? -1 : 1) * (oh * 60 + om);
+        offset_min = (int64_t)(s[i] == '-' ? -1 : 1) * (oh * 60 + om);
         i += 6;
     } else {
         return -1;
@@ -300,11 +300,11 @@ struct check {
     size_t raw_len;
 };
 
-static void reject(struct check *c, enum collect_code code, const char *field, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
+static void rejectv(struct check *c, enum collect_code code, const char *field, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 4, 0)));
 
-static void reject(struct check *c, enum collect_code code, const char *field, const char *fmt,
-                   ...)
+static void rejectv(struct check *c, enum collect_code code, const char *field, const char *fmt,
+                    va_list ap)
 {
     struct collect_batch *b = c->b;
     struct collect_rejection *r = &b->rejected[b->nrejected++];
@@ -314,12 +314,21 @@ static void reject(struct check *c, enum collect_code code, const char *field, c
         snprintf(r->field, sizeof(r->field), "%s[%u].%s", c->list, (unsigned)c->index, field);
     else
         snprintf(r->field, sizeof(r->field), "%s[%u]", c->list, (unsigned)c->index);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->message, sizeof(r->message), fmt, ap);
-    va_end(ap);
+    vsnprintf(r->message, sizeof(r->message), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): ap comes from va_start in reject
     r->raw = c->raw;
     r->raw_len = c->raw_len;
+}
+
+static void reject(struct check *c, enum collect_code code, const char *field, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+
+static void reject(struct check *c, enum collect_code code, const char *field, const char *fmt,
+                   ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rejectv(c, code, field, fmt, ap);
+    va_end(ap);
 }
 
 /* Path (relative to the event) of the first string holding a NUL, written to path; 1 if any. */
@@ -503,7 +512,7 @@ static void check_event(struct check *c, const json_t *o)
     json_object_foreach((json_t *)o, k, v)
     {
         size_t i = 0;
-        while (i < sizeof(EVENT_FIELDS) / sizeof(EVENT_FIELDS[0]) && strcmp(k, EVENT_FIELDS[i]))
+        while (i < sizeof(EVENT_FIELDS) / sizeof(EVENT_FIELDS[0]) && strcmp(k, EVENT_FIELDS[i]) != 0)
             i++;
         if (i == sizeof(EVENT_FIELDS) / sizeof(EVENT_FIELDS[0])) {
             reject(c, COLLECT_UNKNOWN_FIELD, k, "unknown field");
@@ -767,7 +776,7 @@ static enum ab_err parse_ndjson(const char *body, const char *clean, size_t len,
     if (n == 0)
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "body", "no events: send one JSON object a line");
     struct collect_batch *b = batch_new(COLLECT_FORMAT_NDJSON, n, now_ms);
-    b->lines = ab_mem_calloc(n, sizeof(*b->lines));
+    b->lines = ab_mem_calloc(n, sizeof(json_t *));
     struct check c = {.b = b, .snap = snap, .now_ms = now_ms, .list = "events"};
     size_t line_no = 0;
     for (size_t i = 0; i < len;) {

@@ -105,8 +105,9 @@ static void test_bad_requests_get_json_errors(void **state)
     assert_json_error(&r, 413, "payload_too_large");
     http_response_free(&r);
 
-    /* a chunked body that grows over the limit is cut off at the limit */
-    size_t chunk = 8192, n = 12;
+    /* a chunked body that grows over the limit is cut off at the limit (libh2o's, the largest
+     * route limit: the collector's 512 KiB in abacus up) */
+    size_t chunk = 8192, n = 80;
     char *raw = malloc(n * (chunk + 16) + 256);
     size_t len = (size_t)snprintf(raw, 256, "POST /healthz HTTP/1.1\r\nHost: x\r\n"
                                             "Transfer-Encoding: chunked\r\n\r\n");
