@@ -435,17 +435,20 @@ static const char *check_exposure(struct check *c, const char *experiment, const
     return NULL;
 }
 
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+
 static int64_t fingerprint(const struct collect_event *ev)
 {
-    char buf[96];
-    int n = snprintf(buf, sizeof(buf), "%d|%lld|%.17g|", (int)ev->type, (long long)ev->client_ts,
-                     ev->value);
+    uint64_t bits;
+    memcpy(&bits, &ev->value, sizeof(bits));
+    uint64_t h = mix(mix(mix(0, (uint64_t)ev->type), (uint64_t)ev->client_ts), bits);
     const char *parts[] = {ev->unit, ev->experiment, ev->variant, ev->metric, ev->attributes};
-    uint64_t h = (uint64_t)collect_hash64(buf, (size_t)n);
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        const char *p = parts[i] != NULL ? parts[i] : "\x01";
-        h = h * 31 + (uint64_t)collect_hash64(p, strlen(p));
-    }
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        h = mix(h, parts[i] != NULL ? (uint64_t)collect_hash64(parts[i], strlen(parts[i])) : i);
     return (int64_t)h;
 }
 

@@ -45,7 +45,8 @@ static const char SQL_LOOKUP[] = "SELECT id, fingerprint FROM events "
 static const char SQL_INSERT[] =
     "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, sent_at, received_at, "
     "unit, experiment, variant, metric, value, attributes, source) "
-    "VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+    "VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+    "ON CONFLICT (client_ts, id_hash) DO NOTHING";
 static const char SQL_REJECT[] =
     "INSERT INTO rejected_events (received_at, source, request_index, code, field, message, raw) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -58,40 +59,40 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* Looks ev up: 0 new, 1 duplicate, 2 duplicate with another payload; or an error. */
-static enum ab_err lookup(struct ab_db *db, const struct collect_event *ev, int *seen,
-                          struct ab_errinfo *ei)
+/* Which event holds the dedup slot (client_ts, hash): 1 ev's id (*same_fp set), 0 another. */
+static enum ab_err slot_owner(struct ab_db *db, const struct collect_event *ev, int64_t hash,
+                              int *is_ev, int *same_fp, struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(db, SQL_LOOKUP, &st, ei);
     if (rc != AB_OK)
         return rc;
     sqlite3_bind_int64(st, 1, ev->client_ts);
-    sqlite3_bind_int64(st, 2, ev->id_hash);
-    *seen = 0;
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_bind_int64(st, 2, hash);
+    int src = sqlite3_step(st);
+    *is_ev = 0;
+    if (src == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
-        if (id != NULL && strcmp(id, ev->id) == 0) {
-            *seen = sqlite3_column_int64(st, 1) == ev->fingerprint ? 1 : 2;
-            break;
-        }
-    }
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        *is_ev = id != NULL && strcmp(id, ev->id) == 0;
+        *same_fp = sqlite3_column_int64(st, 1) == ev->fingerprint;
+    } else if (src != SQLITE_DONE) {
         rc = ab_db_fail(db, src, "dedup lookup failed", ei);
+    }
     sqlite3_reset(st);
     return rc;
 }
 
+/* Tries to insert ev into the slot (client_ts, hash); *inserted is 0 when the slot is taken. */
 static enum ab_err insert_event(struct ab_db *db, const struct collect_batch *b,
-                                const struct collect_event *ev, struct ab_errinfo *ei)
+                                const struct collect_event *ev, int64_t hash, int *inserted,
+                                struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(db, SQL_INSERT, &st, ei);
     if (rc != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, ev->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, ev->id_hash);
+    sqlite3_bind_int64(st, 3, hash);
     sqlite3_bind_int64(st, 4, ev->fingerprint);
     sqlite3_bind_text(st, 5, ev->type == COLLECT_EXPOSURE ? "exposure" : "metric", -1,
                       SQLITE_STATIC);
@@ -113,7 +114,33 @@ static enum ab_err insert_event(struct ab_db *db, const struct collect_batch *b,
     bind_text_or_null(st, 15, ev->attributes);
     sqlite3_bind_text(st, 16, b->format == COLLECT_FORMAT_SEGMENT ? "segment" : "events", -1,
                       SQLITE_STATIC);
-    return ab_db_step_done(db, st, ei);
+    rc = ab_db_step_done(db, st, ei);
+    *inserted = rc == AB_OK && sqlite3_changes(ab_db_handle(db)) == 1;
+    return rc;
+}
+
+/*
+ * Stores ev unless its id is already stored: *seen 0 stored, 1 duplicate, 2 duplicate with
+ * another payload. The unique (client_ts, id_hash) index finds the duplicate during the insert;
+ * a slot held by another id (a 64-bit hash collision within one ms) sends ev to the next hash
+ * value, as a lookup of the same id will.
+ */
+static enum ab_err store_event(struct ab_db *db, const struct collect_batch *b,
+                               const struct collect_event *ev, int *seen, struct ab_errinfo *ei)
+{
+    uint64_t hash = (uint64_t)ev->id_hash;
+    for (;; hash++) {
+        int inserted = 0, is_ev = 0, same_fp = 0;
+        enum ab_err rc = insert_event(db, b, ev, (int64_t)hash, &inserted, ei);
+        if (rc == AB_OK && !inserted)
+            rc = slot_owner(db, ev, (int64_t)hash, &is_ev, &same_fp, ei);
+        if (rc != AB_OK)
+            return rc;
+        if (inserted || is_ev) {
+            *seen = inserted ? 0 : same_fp ? 1 : 2;
+            return AB_OK;
+        }
+    }
 }
 
 static enum ab_err insert_rejection(struct ab_db *db, const struct collect_batch *b,
@@ -142,17 +169,12 @@ static enum ab_err store_group(struct ab_db *db, void *arg, struct ab_errinfo *e
         b->accepted = b->duplicates = b->conflicts = 0;
         for (size_t i = 0; i < b->nevents; i++) {
             const struct collect_event *ev = &b->events[i];
-            int seen;
-            if ((rc = lookup(db, ev, &seen, ei)) != AB_OK)
+            int seen = 0;
+            if ((rc = store_event(db, b, ev, &seen, ei)) != AB_OK)
                 return rc;
-            if (seen) {
-                b->duplicates++;
-                b->conflicts += seen == 2;
-                continue;
-            }
-            if ((rc = insert_event(db, b, ev, ei)) != AB_OK)
-                return rc;
-            b->accepted++;
+            b->accepted += seen == 0;
+            b->duplicates += seen != 0;
+            b->conflicts += seen == 2;
         }
         for (size_t i = 0; i < b->nrejected; i++)
             if ((rc = insert_rejection(db, b, &b->rejected[i], ei)) != AB_OK)

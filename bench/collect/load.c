@@ -6,11 +6,14 @@
  *   load prefill DB N        N events with random UUIDv4 ids and past timestamps stored into a
  *                            collector's events database (its schema and dedup index), so the
  *                            HTTP run starts against a large table.
- *   load http PORT KEY CONNS SECONDS BATCH
+ *   load http PORT KEY CONNS SECONDS BATCH [RATE]
  *                            CONNS keep-alive connections (one thread each) POST /v1/events
  *                            batches of BATCH metric events with random UUIDv4 ids and the
- *                            current time for SECONDS; prints events acknowledged, rows/s,
- *                            batch latency p50/p99/max and the non-200 answers.
+ *                            current time for SECONDS, as fast as answers come (closed loop), or
+ *                            with RATE > 0 paced to RATE events/s in all (open loop: latency is
+ *                            counted from each batch's scheduled time, so falling behind shows);
+ *                            prints events acknowledged, events/s, batch latency p50/p99/max and
+ *                            the non-200 answers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,20 +84,18 @@ static struct ab_db *open_db(const char *path, enum ab_db_sync sync)
     return db;
 }
 
-/* Inserts n event rows; with the collector's index and lookup when dedup. */
+/* Inserts n event rows; with dedup, through the collector's unique index as store.c does. */
 static void insert_rows(sqlite3 *db, long n, long per_tx, int64_t ts0, int dedup, uint64_t seed)
 {
-    sqlite3_stmt *ins = NULL, *look = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, "
-                           "received_at, unit, metric, value, source) VALUES (?1, ?2, ?3, "
-                           "'metric', ?4, ?4, ?4, ?5, 'purchase', 12.5, 'events')",
-                           -1, &ins, NULL) != SQLITE_OK)
-        die_sqlite(db, "prepare");
-    if (dedup && sqlite3_prepare_v2(db,
-                                    "SELECT id, fingerprint FROM events WHERE client_ts = ?1 AND "
-                                    "id_hash = ?2",
-                                    -1, &look, NULL) != SQLITE_OK)
+    sqlite3_stmt *ins = NULL;
+    const char *sql = dedup ? "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, "
+                              "received_at, unit, metric, value, source) VALUES (?1, ?2, ?3, "
+                              "'metric', ?4, ?4, ?4, ?5, 'purchase', 12.5, 'events') "
+                              "ON CONFLICT (client_ts, id_hash) DO NOTHING"
+                            : "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, "
+                              "received_at, unit, metric, value, source) VALUES (?1, ?2, ?3, "
+                              "'metric', ?4, ?4, ?4, ?5, 'purchase', 12.5, 'events')";
+    if (sqlite3_prepare_v2(db, sql, -1, &ins, NULL) != SQLITE_OK)
         die_sqlite(db, "prepare");
     uint64_t rng = seed;
     for (long i = 0; i < n; i++) {
@@ -105,13 +106,6 @@ static void insert_rows(sqlite3 *db, long n, long per_tx, int64_t ts0, int dedup
         snprintf(unit, sizeof(unit), "user-%" PRIu64, xorshift(&rng) % 1000000);
         int64_t h = collect_hash64(id, 36);
         int64_t ts = ts0 + i / 100; /* 100 events per ms */
-        if (look != NULL) {
-            sqlite3_bind_int64(look, 1, ts);
-            sqlite3_bind_int64(look, 2, h);
-            while (sqlite3_step(look) == SQLITE_ROW)
-                ;
-            sqlite3_reset(look);
-        }
         sqlite3_bind_text(ins, 1, id, 36, SQLITE_TRANSIENT);
         sqlite3_bind_int64(ins, 2, h);
         sqlite3_bind_int64(ins, 3, (int64_t)xorshift(&rng));
@@ -125,7 +119,6 @@ static void insert_rows(sqlite3 *db, long n, long per_tx, int64_t ts0, int dedup
             die_sqlite(db, "commit");
     }
     sqlite3_finalize(ins);
-    sqlite3_finalize(look);
 }
 
 static int cmd_ceiling(const char *path, long n)
@@ -172,6 +165,7 @@ struct http_cfg {
     const char *key;
     int batch;
     double end;
+    double interval; /* s between one connection's batches; 0 = closed loop */
 };
 
 struct conn_result {
@@ -255,7 +249,18 @@ static void *conn_main(void *arg)
     size_t cap = (size_t)g_cfg.batch * 200 + 1024;
     char *body = malloc(cap), *req = malloc(cap + 512), *resp = malloc(65536);
     int fd = -1;
+    double next = mono_s() + g_cfg.interval * (double)(xorshift(&rng) % 1000) / 1000.0;
     while (mono_s() < g_cfg.end) {
+        double scheduled = mono_s();
+        if (g_cfg.interval > 0) {
+            scheduled = next;
+            next += g_cfg.interval;
+            double wait = scheduled - mono_s();
+            if (wait > 0)
+                usleep((useconds_t)(wait * 1e6));
+            if (mono_s() >= g_cfg.end)
+                break;
+        }
         if (fd < 0 && (fd = connect_to(g_cfg.port)) < 0) {
             res->errors++;
             usleep(10000);
@@ -278,7 +283,7 @@ static void *conn_main(void *arg)
                          "%s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
                          g_cfg.key, len);
         memcpy(req + n, body, len);
-        double t0 = mono_s();
+        double t0 = g_cfg.interval > 0 ? scheduled : mono_s();
         long acked = 0;
         int status = -1;
         if (send_all(fd, req, (size_t)n + len) == 0)
@@ -316,9 +321,11 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int cmd_http(uint16_t port, const char *key, int conns, double seconds, int batch)
+static int cmd_http(uint16_t port, const char *key, int conns, double seconds, int batch,
+                    double rate)
 {
-    g_cfg = (struct http_cfg){port, key, batch, mono_s() + seconds};
+    double interval = rate > 0 ? (double)conns * batch / rate : 0;
+    g_cfg = (struct http_cfg){port, key, batch, mono_s() + seconds, interval};
     struct conn_result *res = calloc((size_t)conns, sizeof(*res));
     pthread_t *t = calloc((size_t)conns, sizeof(*t));
     double t0 = mono_s();
@@ -361,11 +368,11 @@ int main(int argc, char **argv)
         return cmd_ceiling(argv[2], strtol(argv[3], NULL, 10));
     if (argc == 4 && strcmp(argv[1], "prefill") == 0)
         return cmd_prefill(argv[2], strtol(argv[3], NULL, 10));
-    if (argc == 7 && strcmp(argv[1], "http") == 0)
+    if ((argc == 7 || argc == 8) && strcmp(argv[1], "http") == 0)
         return cmd_http((uint16_t)strtol(argv[2], NULL, 10), argv[3],
                         (int)strtol(argv[4], NULL, 10), strtod(argv[5], NULL),
-                        (int)strtol(argv[6], NULL, 10));
+                        (int)strtol(argv[6], NULL, 10), argc == 8 ? strtod(argv[7], NULL) : 0);
     fprintf(stderr, "usage: load ceiling DB N | load prefill DB N | "
-                    "load http PORT KEY CONNS SECONDS BATCH\n");
+                    "load http PORT KEY CONNS SECONDS BATCH [RATE]\n");
     return 2;
 }

@@ -6,11 +6,13 @@
 -- dirty a random page of a tree as large as the table): it looks an id up by (client_ts, id_hash),
 -- the event's own timestamp and a 64-bit hash of the id. Events arrive with recent timestamps, so
 -- inserts into that index land in its last few pages, and a group commit dirties few pages at any
--- table size; the full id is compared on a hash match (docs/collector.md).
+-- table size. The index is UNIQUE, so the insert itself finds a duplicate; the full id is then
+-- compared, and a different id with the same (client_ts, hash) takes the next free hash value
+-- (linear probing; docs/collector.md).
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL,            -- client-generated event id, 1..200 bytes
-    id_hash     INTEGER NOT NULL,         -- 64-bit hash of id (signed)
+    id_hash     INTEGER NOT NULL,         -- 64-bit hash of id (signed), + k after k collisions
     fingerprint INTEGER NOT NULL,         -- 64-bit hash of the payload: same id, other payload
     type        TEXT NOT NULL CHECK (type IN ('exposure', 'metric')),
     ts          INTEGER NOT NULL,         -- ms since epoch, corrected for client clock skew
@@ -25,7 +27,7 @@ CREATE TABLE events (
     attributes  TEXT,                     -- JSON object or NULL
     source      TEXT NOT NULL CHECK (source IN ('events', 'segment'))
 );
-CREATE INDEX events_dedup ON events (client_ts, id_hash);
+CREATE UNIQUE INDEX events_dedup ON events (client_ts, id_hash);
 
 -- Events of acknowledged requests that failed validation: nothing is dropped silently.
 CREATE TABLE rejected_events (
