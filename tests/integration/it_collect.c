@@ -571,6 +571,32 @@ static void test_up_mounts_collector(void **state)
     abacus_cleanup(&up);
 }
 
+static void test_migrate_events_schema(void **state)
+{
+    (void)state;
+    char out[4096];
+    const char *argv[] = {ABACUS_BIN, "migrate", "--db", g_db, "--schema", "events", NULL};
+    assert_int_equal(run_command(argv, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "schema version 0 -> 1"));
+    assert_int_equal(query_int("PRAGMA user_version"), 1);
+    assert_int_equal(query_int("SELECT count(*) FROM sqlite_master WHERE name IN ('events', "
+                               "'rejected_events', 'events_dedup')"),
+                     3);
+    assert_int_equal(run_command(argv, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "up to date"));
+    const char *bad[] = {ABACUS_BIN, "migrate", "--db", g_db, "--schema", "nope", NULL};
+    assert_int_equal(run_command(bad, out, sizeof(out)), 2);
+    /* the collector opens the migrated database as is */
+    start_collector();
+    json_t *doc;
+    assert_int_equal(post_events("{\"events\":[{\"id\":\"m1\",\"type\":\"metric\",\"ts\":1,"
+                                 "\"unit\":\"u\",\"metric\":\"m\"}]}",
+                                 &doc),
+                     200);
+    assert_int_equal(json_int(doc, "accepted"), 1);
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +607,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segment_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_up_mounts_collector, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_events_schema, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
