@@ -51,7 +51,10 @@ enum collect_code {
 /* snake_case name of a code ("missing_field"). */
 const char *collect_code_name(enum collect_code code);
 
-/* One valid event. Strings are NUL-terminated, NUL-free, valid UTF-8, owned by the batch. */
+/*
+ * One valid event. Strings are NUL-terminated, NUL-free, valid UTF-8, owned by the batch (never
+ * by the snapshot, which may be replaced while the batch waits for the writer).
+ */
 struct collect_event {
     uint32_t index;        /* position in the request */
     enum collect_type type;
@@ -88,6 +91,7 @@ struct collect_batch {
     int64_t received_at; /* ms, server clock */
     json_t *doc;         /* parsed body (or NULL for NDJSON); events point into it */
     json_t **lines;      /* NDJSON: one parsed document per line, [nlines] */
+    json_t *strings;     /* array of strings the events point to that are not in the body */
     size_t nlines;
     struct collect_event *events;
     size_t nevents;

@@ -424,12 +424,15 @@ static const char *check_exposure(struct check *c, const char *experiment, const
                    experiment, (long long)i);
             return NULL;
         }
-        return e->variants[i].key;
+        /* a copy the batch owns: the snapshot may be replaced before the batch is stored */
+        json_t *key = json_string(e->variants[i].key);
+        json_array_append_new(c->b->strings, key);
+        return json_string_value(key);
     }
     const char *key = json_string_value(variant);
     for (size_t i = 0; i < e->nvariants; i++)
         if (strcmp(e->variants[i].key, key) == 0)
-            return e->variants[i].key;
+            return key; /* the request's own text, owned by the batch */
     reject(c, COLLECT_UNKNOWN_VARIANT, vfield, "experiment %.100s has no variant %.100s",
            experiment, key);
     return NULL;
@@ -705,6 +708,7 @@ static struct collect_batch *batch_new(enum collect_format format, size_t n, int
     b->total = n;
     b->events = ab_mem_calloc(n, sizeof(*b->events));
     b->rejected = ab_mem_calloc(n, sizeof(*b->rejected));
+    b->strings = json_array();
     return b;
 }
 
@@ -841,6 +845,7 @@ void collect_batch_free(struct collect_batch *b)
         json_decref(b->lines[i]);
     free(b->lines);
     json_decref(b->doc);
+    json_decref(b->strings);
     free(b->events);
     free(b->rejected);
     free(b);
