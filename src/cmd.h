@@ -76,11 +76,11 @@ int cmd_serve_with_assign(const struct cmd_server_flags *flags,
 struct collect_node;
 
 /*
- * When db is not NULL, creates a collector storing into db and checking keys against the
- * snapshot of aflags, mounts it on srv and starts it (*out; stop and free it after the server).
- * Returns 0, or -1 with the reason printed.
+ * When db is not NULL, creates a collector storing into db (queue_events: its queue bound, 0 for
+ * the default) and checking keys against the snapshot of aflags, mounts it on srv and starts it
+ * (*out; stop and free it after the server). Returns 0, or -1 with the reason printed.
  */
-int cmd_collect_attach(const char *db, const struct cmd_assign_flags *aflags,
+int cmd_collect_attach(const char *db, long queue_events, const struct cmd_assign_flags *aflags,
                        const struct ab_log *log, struct ab_http_server *srv,
                        struct collect_node **out);
 

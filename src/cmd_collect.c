@@ -13,18 +13,21 @@
 static void usage(FILE *out)
 {
     fputs("usage: abacus collect --db PATH --snapshot-file PATH [--poll-interval SECONDS]\n"
-          "                      [--listen ADDR] [--port N] [--threads N] [--port-file PATH]\n"
+          "                      [--queue-events N] [--listen ADDR] [--port N] [--threads N]\n"
+          "                      [--port-file PATH]\n"
           "Takes events on POST /v1/events (JSON or NDJSON) and POST /v1/batch (Segment's\n"
           "format), checks ingest keys, experiments and variants against the snapshot file\n"
           "(checked for a newer version every --poll-interval seconds, default 5), and stores\n"
           "them durably and deduplicated in the SQLite database PATH (created if missing)\n"
           "before answering. /readyz answers 503 until a valid snapshot is loaded.\n"
+          "--queue-events N: events waiting for the database writer before new requests get\n"
+          "503 with Retry-After (default 32768).\n"
           "Tests only: ABACUS_COLLECT_TEST_MAX_PAGES_FILE=FILE applies the number in FILE as\n"
           "PRAGMA max_page_count before each commit (simulates a full disk).\n",
           out);
 }
 
-int cmd_collect_attach(const char *db, const struct cmd_assign_flags *aflags,
+int cmd_collect_attach(const char *db, long queue_events, const struct cmd_assign_flags *aflags,
                        const struct ab_log *log, struct ab_http_server *srv,
                        struct collect_node **out)
 {
@@ -35,6 +38,7 @@ int cmd_collect_attach(const char *db, const struct cmd_assign_flags *aflags,
         .db_path = db,
         .snapshot_file = aflags->snapshot_file,
         .poll_interval_ms = (int)(aflags->poll_s > 0 ? aflags->poll_s : 5) * 1000,
+        .queue_max_events = (size_t)(queue_events > 0 ? queue_events : 0),
         .test_max_pages_file = getenv("ABACUS_COLLECT_TEST_MAX_PAGES_FILE"),
         .log = log,
         .clock = &ab_clock_system};
@@ -65,7 +69,7 @@ int cmd_serve_with_collect(const struct cmd_server_flags *flags,
         goto Exit;
     }
     if (cmd_assign_attach(aflags, log, srv, &node) == 0 &&
-        cmd_collect_attach(collect_db, aflags, log, srv, &collector) == 0)
+        cmd_collect_attach(collect_db, 0, aflags, log, srv, &collector) == 0)
         code = cmd_serve(srv, flags, log, what);
 Exit:
     assign_node_stop(node);
@@ -80,13 +84,15 @@ int cmd_collect_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS,
                                          {"db", required_argument, NULL, 'd'},
+                                         {"queue-events", required_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     struct cmd_assign_flags aflags = {.poll_s = 5};
     const char *db = NULL;
+    long queue_events = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING "d:h", opts,
+    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING "d:q:h", opts,
                               NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
@@ -97,6 +103,11 @@ int cmd_collect_main(int argc, char **argv, struct ab_log *log)
             continue;
         if (opt == 'd') {
             db = optarg;
+            continue;
+        }
+        if (opt == 'q') {
+            if (cmd_parse_int("queue-events", optarg, 1, 10000000, &queue_events) != 0)
+                return CMD_EXIT_USAGE;
             continue;
         }
         usage(opt == 'h' ? stdout : stderr);
@@ -119,7 +130,7 @@ int cmd_collect_main(int argc, char **argv, struct ab_log *log)
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    if (cmd_collect_attach(db, &aflags, log, srv, &collector) == 0)
+    if (cmd_collect_attach(db, queue_events, &aflags, log, srv, &collector) == 0)
         code = cmd_serve(srv, &flags, log, "collect");
 Exit:
     collect_node_stop(collector);

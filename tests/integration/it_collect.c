@@ -6,6 +6,7 @@
  * (max_page_count lowered through the test-only file) answers 503, loses nothing acknowledged
  * and resumes without a restart.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,11 +69,16 @@ static void write_snapshot(const char *path)
     ab_snapshot_free(heap);
 }
 
+static void start_collector_with(const char *flag, const char *value)
+{
+    const char *args[] = {"collect", "--db",     g_db, "--snapshot-file", g_snap,
+                          "--threads", "2",      flag, value,             NULL};
+    assert_int_equal(abacus_spawn(&g_node, args), 0);
+}
+
 static void start_collector(void)
 {
-    const char *args[] = {"collect", "--db", g_db, "--snapshot-file", g_snap, "--threads", "2",
-                          NULL};
-    assert_int_equal(abacus_spawn(&g_node, args), 0);
+    start_collector_with(NULL, NULL);
 }
 
 static int setup(void **state)
@@ -571,6 +577,108 @@ static void test_up_mounts_collector(void **state)
     abacus_cleanup(&up);
 }
 
+/* A request sent from another thread (no cmocka asserts there): its status and Retry-After. */
+struct async_post {
+    pthread_t tid;
+    char *raw;
+    size_t len;
+    int status;
+    char retry_after[16];
+};
+
+static void *async_post_main(void *arg)
+{
+    struct async_post *a = arg;
+    struct http_response r;
+    a->status = http_raw(g_node.port, a->raw, a->len, &r) == 0 ? r.status : -1;
+    if (a->status > 0 && http_header(&r, "retry-after", a->retry_after, 16) == NULL)
+        a->retry_after[0] = '\0';
+    if (a->status > 0)
+        http_response_free(&r);
+    return NULL;
+}
+
+static void async_post(struct async_post *a, const char *prefix, int n)
+{
+    char *body = exposures(prefix, n, 123456);
+    size_t blen = strlen(body);
+    a->raw = malloc(blen + 512);
+    a->len = (size_t)snprintf(a->raw, 512,
+                              "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                              "Authorization: Bearer " KEY "\r\nContent-Type: application/json\r\n"
+                              "Content-Length: %zu\r\n\r\n",
+                              blen);
+    memcpy(a->raw + a->len, body, blen);
+    a->len += blen;
+    free(body);
+    a->status = 0;
+    assert_int_equal(pthread_create(&a->tid, NULL, async_post_main, a), 0);
+}
+
+static void async_join(struct async_post *a)
+{
+    pthread_join(a->tid, NULL);
+    free(a->raw);
+}
+
+static void test_queue_full_and_busy(void **state)
+{
+    (void)state;
+    start_collector_with("--queue-events", "100");
+    /* another process holds the write lock: the writer's BEGIN IMMEDIATE waits (5 s), then
+     * gives up; meanwhile requests queue up to the bound */
+    sqlite3 *lock = NULL;
+    assert_int_equal(sqlite3_open_v2(g_db, &lock, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct async_post a, b;
+    async_post(&a, "qa", 60);
+    /* B: queued behind A (taken by the blocked writer), or refused if A still waits in the queue */
+    async_post(&b, "qb", 60);
+    int queued_b = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (metric_value("abacus_collect_queue_events") == 60) {
+            queued_b = 1;
+            break;
+        }
+        if (metric_value("abacus_collect_unavailable_total{reason=\"queue_full\"}") >= 1)
+            break;
+    }
+    if (queued_b) { /* the queue holds B: C does not fit */
+        json_t *doc;
+        char retry[16];
+        char *body = exposures("qc", 60, 123456);
+        assert_int_equal(post("/v1/events", "Bearer " KEY, "application/json", body,
+                              strlen(body), &doc, retry),
+                         503);
+        free(body);
+        assert_string_equal(retry, "1");
+        json_decref(doc);
+    }
+    printf("queue test: B %s\n", queued_b ? "queued, C refused (503)" : "refused (503)");
+    assert_true(metric_value("abacus_collect_unavailable_total{reason=\"queue_full\"}") >= 1);
+    /* A's transaction could not begin: 503, nothing of it stored */
+    async_join(&a);
+    assert_int_equal(a.status, 503);
+    assert_string_equal(a.retry_after, "1");
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    async_join(&b);
+    assert_true(b.status == 200 || b.status == 503);
+    assert_true(metric_value("abacus_collect_unavailable_total{reason=\"storage\"}") >= 1);
+    /* the lock is gone: the collector stores again, without a restart */
+    json_t *doc;
+    char *body = exposures("qd", 10, 123456);
+    assert_int_equal(post_events(body, &doc), 200);
+    assert_int_equal(json_int(doc, "accepted"), 10);
+    json_decref(doc);
+    free(body);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id LIKE 'qa-%'"), 0);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id LIKE 'qb-%'"),
+                     b.status == 200 ? 60 : 0);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id LIKE 'qc-%'"), 0);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id LIKE 'qd-%'"), 10);
+}
+
 static void test_migrate_events_schema(void **state)
 {
     (void)state;
@@ -608,6 +716,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_up_mounts_collector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_events_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full_and_busy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
