@@ -300,6 +300,20 @@ struct check {
     size_t raw_len;
 };
 
+/* Cuts s before a UTF-8 sequence that truncation left incomplete (the text was valid). */
+static void utf8_trim(char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        if (n == 0) {
+            s[i] = '\0';
+            return;
+        }
+        i += n;
+    }
+}
+
 static void rejectv(struct check *c, enum collect_code code, const char *field, const char *fmt,
                     va_list ap) __attribute__((format(printf, 4, 0)));
 
@@ -307,6 +321,8 @@ static void rejectv(struct check *c, enum collect_code code, const char *field, 
                     va_list ap)
 {
     struct collect_batch *b = c->b;
+    if (b->rejected == NULL) /* most batches have none: allocated on the first */
+        b->rejected = ab_mem_calloc(b->total, sizeof(*b->rejected));
     struct collect_rejection *r = &b->rejected[b->nrejected++];
     r->index = c->index;
     r->code = code;
@@ -315,6 +331,8 @@ static void rejectv(struct check *c, enum collect_code code, const char *field, 
     else
         snprintf(r->field, sizeof(r->field), "%s[%u]", c->list, (unsigned)c->index);
     vsnprintf(r->message, sizeof(r->message), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): ap comes from va_start in reject
+    utf8_trim(r->field);
+    utf8_trim(r->message);
     r->raw = c->raw;
     r->raw_len = c->raw_len;
 }
@@ -707,7 +725,6 @@ static struct collect_batch *batch_new(enum collect_format format, size_t n, int
     b->received_at = now_ms;
     b->total = n;
     b->events = ab_mem_calloc(n, sizeof(*b->events));
-    b->rejected = ab_mem_calloc(n, sizeof(*b->rejected));
     b->strings = json_array();
     return b;
 }

@@ -70,6 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(r->index < b->total);
         assert(strncmp(r->field, list, strlen(list)) == 0);
         assert(r->message[0] != '\0');
+        /* both go into the JSON answer */
+        assert(ab_utf8_valid(r->field, strlen(r->field)));
+        assert(ab_utf8_valid(r->message, strlen(r->message)));
         assert(r->raw >= body && r->raw + r->raw_len <= body + len);
         assert((unsigned)r->code < COLLECT_CODE_COUNT);
     }

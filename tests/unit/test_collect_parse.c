@@ -152,6 +152,33 @@ static void test_rejections(void **state)
     expect_rejected(future, "ts_in_future", "events[0].ts");
 }
 
+static void test_truncated_text_stays_utf8(void **state)
+{
+    (void)state;
+    /* a 149-byte key, 'a' then 2-byte characters: the message keeps 100 bytes of it and the
+     * field path 128 bytes of an unknown field's name, neither may end in half a character */
+    char key[160] = "a", body[1024];
+    for (int i = 0; i < 74; i++)
+        memcpy(key + 1 + 2 * i, "\xc3\xa9", 3);
+    snprintf(body, sizeof(body),
+             "{\"events\":[{\"id\":\"a\",\"type\":\"exposure\",\"ts\":1,\"unit\":\"u\","
+             "\"experiment\":\"%s\",\"variant\":\"v\"},{\"id\":\"b\",\"type\":\"metric\","
+             "\"ts\":1,\"unit\":\"u\",\"metric\":\"m\",\"x%s\":1}]}",
+             key, key);
+    struct collect_batch *b = parse_ok(body, COLLECT_FORMAT_JSON);
+    assert_int_equal(b->nrejected, 2);
+    for (int i = 0; i < 2; i++) {
+        const struct collect_rejection *r = &b->rejected[i];
+        json_t *m = json_string(r->message), *f = json_string(r->field);
+        assert_non_null(m); /* jansson refuses invalid UTF-8 */
+        assert_non_null(f);
+        json_decref(m);
+        json_decref(f);
+    }
+    assert_string_equal(collect_code_name(b->rejected[1].code), "unknown_field");
+    collect_batch_free(b);
+}
+
 static void test_skew_correction(void **state)
 {
     (void)state;
@@ -404,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_valid_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skew_correction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_text_stays_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_rejects_one_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whole_request_refusals, setup, teardown),
