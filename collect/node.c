@@ -248,6 +248,7 @@ static void respond(void *data)
         return;
     }
     json_t *rejected = json_array();
+    size_t b_nrejected = b->nrejected;
     for (size_t i = 0; i < b->nrejected; i++) {
         const struct collect_rejection *r = &b->rejected[i];
         json_array_append_new(rejected,
@@ -258,6 +259,13 @@ static void respond(void *data)
     json_t *doc = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)b->accepted, "duplicates",
                             (json_int_t)b->duplicates, "rejected", rejected);
     collect_batch_free(b);
+    if (doc == NULL || json_array_size(rejected) != b_nrejected) {
+        /* the events are stored; only the answer could not be built (a bug): the client's
+         * retry will be answered with duplicates */
+        json_decref(doc);
+        ab_http_send_error(p->req, AB_ERR_INTERNAL, NULL, "the answer could not be built");
+        return;
+    }
     ab_http_send_json(p->req, 200, doc);
 }
 
