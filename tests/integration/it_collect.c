@@ -33,10 +33,11 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_snapshot(const char *path)
+/* The test snapshot at version, with ingest key KEY and, when extra_key, that key too. */
+static void write_snapshot_version(const char *path, int64_t version, const char *extra_key)
 {
     struct ab_snapshot s = {0};
-    s.version = 1;
+    s.version = version;
     s.created_at = now_ms();
     s.nexperiments = 1;
     s.experiments = calloc(1, sizeof(*s.experiments));
@@ -57,16 +58,28 @@ static void write_snapshot(const char *path)
     e->variants[1].key = strdup("treatment");
     e->variants[1].weight = 0.5;
     e->variants[1].payload = json_object();
-    s.ningest_keys = 1;
-    s.ingest_key_hashes = calloc(1, sizeof(char *));
-    s.ingest_key_hashes[0] = malloc(65);
-    ab_snapshot_key_hash(KEY, s.ingest_key_hashes[0]);
+    s.ningest_keys = extra_key != NULL ? 2 : 1;
+    s.ingest_key_hashes = calloc(2, sizeof(char *));
+    for (size_t i = 0; i < s.ningest_keys; i++) {
+        s.ingest_key_hashes[i] = malloc(65);
+        ab_snapshot_key_hash(i == 0 ? KEY : extra_key, s.ingest_key_hashes[i]);
+    }
+    if (s.ningest_keys == 2 && strcmp(s.ingest_key_hashes[0], s.ingest_key_hashes[1]) > 0) {
+        char *t = s.ingest_key_hashes[0]; /* the file keeps them sorted */
+        s.ingest_key_hashes[0] = s.ingest_key_hashes[1];
+        s.ingest_key_hashes[1] = t;
+    }
     struct ab_errinfo ei;
     if (ab_snapshot_write(&s, path, &ei) != AB_OK)
         fail_msg("cannot write snapshot: %s", ei.message);
     struct ab_snapshot *heap = malloc(sizeof(*heap));
     *heap = s;
     ab_snapshot_free(heap);
+}
+
+static void write_snapshot(const char *path)
+{
+    write_snapshot_version(path, 1, NULL);
 }
 
 static void start_collector_with(const char *flag, const char *value)
@@ -593,6 +606,36 @@ static void test_up_mounts_collector(void **state)
     abacus_cleanup(&up);
 }
 
+static void test_snapshot_reload_adds_key(void **state)
+{
+    (void)state;
+    start_collector_with("--poll-interval", "1");
+    const char *body = "{\"events\":[{\"id\":\"k1\",\"type\":\"metric\",\"ts\":1,"
+                       "\"unit\":\"u\",\"metric\":\"m\"}]}";
+    json_t *doc;
+    assert_int_equal(post("/v1/events", "Bearer new-key", "application/json", body, strlen(body),
+                          &doc, NULL),
+                     401);
+    json_decref(doc);
+    /* a newer snapshot with a second ingest key replaces the file: the collector picks it up */
+    write_snapshot_version(g_snap, 2, "new-key");
+    int status = 0;
+    for (int i = 0; i < 300 && metric_value("abacus_collect_snapshot_version") != 2; i++) {
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(metric_value("abacus_collect_snapshot_version") == 2);
+    status = post("/v1/events", "Bearer new-key", "application/json", body, strlen(body), &doc,
+                  NULL);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_int(doc, "accepted"), 1);
+    json_decref(doc);
+    /* the first key still works */
+    assert_int_equal(post_events(body, &doc), 200);
+    assert_int_equal(json_int(doc, "duplicates"), 1);
+    json_decref(doc);
+}
+
 /* A request sent from another thread (no cmocka asserts there): its status and Retry-After. */
 struct async_post {
     pthread_t tid;
@@ -733,6 +776,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_up_mounts_collector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_events_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full_and_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_reload_adds_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
