@@ -18,9 +18,11 @@ fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_sdk_packages: the pinned npm packages of tests/sdk (package-lock.json).
+# ensure_sdk_packages: the pinned npm packages of tests/sdk (package-lock.json): the GrowthBook
+# SDK and Segment's Node library (the collector's /v1/batch client).
 ensure_sdk_packages() {
-  [ -d "$ROOT/tests/sdk/node_modules/@growthbook/growthbook" ] && return 0
+  [ -d "$ROOT/tests/sdk/node_modules/@growthbook/growthbook" ] &&
+    [ -d "$ROOT/tests/sdk/node_modules/@segment/analytics-node" ] && return 0
   log "installing tests/sdk npm packages"
   (cd "$ROOT/tests/sdk" && npm ci --no-audit --no-fund --loglevel=error)
 }
