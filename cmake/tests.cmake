@@ -27,12 +27,18 @@ foreach(mod clock db err http json jsonw log mem migrate snapshot url utf8)
   abacus_test(test_${mod} SOURCES tests/unit/test_${mod}.c LABELS unit)
 endforeach()
 
+foreach(t collect_parse collect_store)
+  abacus_test(test_${t} SOURCES tests/unit/test_${t}.c LABELS unit)
+  target_link_libraries(test_${t} PRIVATE abacus_collect)
+endforeach()
 abacus_test(test_condition SOURCES tests/unit/test_condition.c LABELS unit)
 target_link_libraries(test_condition PRIVATE abacus_assign)
 abacus_test(test_stats SOURCES tests/unit/test_stats.c LABELS unit)
 target_link_libraries(test_stats PRIVATE abacus_analyze)
 abacus_test(test_peeking SOURCES tests/unit/test_peeking.c LABELS unit TIMEOUT 300)
 target_link_libraries(test_peeking PRIVATE abacus_analyze)
+abacus_test(test_analyze SOURCES tests/unit/test_analyze.c LABELS unit)
+target_link_libraries(test_analyze PRIVATE abacus_analyze abacus_collect)
 abacus_test(test_conformance SOURCES tests/unit/test_conformance.c LABELS unit)
 target_link_libraries(test_conformance PRIVATE abacus_assign)
 
@@ -60,6 +66,15 @@ target_link_libraries(test_web_auth PRIVATE abacus_web)
 abacus_test(it_auth SOURCES tests/integration/it_auth.c LABELS integration TIMEOUT 300)
 target_link_libraries(it_auth PRIVATE abacus_web)
 
+foreach(it collect collect_crash)
+  abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
+  add_dependencies(it_${it} abacus)
+endforeach()
+# The analysis end to end: abacus up, events through the collector, abacus analyze, the schema.
+abacus_test(it_analyze SOURCES tests/integration/it_analyze.c LABELS integration TIMEOUT 300)
+add_dependencies(it_analyze abacus)
+target_compile_definitions(it_analyze PRIVATE
+  VALIDATE_JSON="${CMAKE_SOURCE_DIR}/tests/tools/validate_json.py")
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)
 target_link_libraries(it_client PRIVATE abacus_client)
@@ -82,6 +97,17 @@ add_test(NAME sdk_growthbook_agreement
 set_tests_properties(sdk_growthbook_agreement PROPERTIES LABELS integration TIMEOUT 600
                      ENVIRONMENT "${TEST_ENV}")
 
+# The real Segment Node library sending to a collector (also installed by scripts/test).
+if(NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/sdk/node_modules/@segment/analytics-node)
+  message(FATAL_ERROR "the Segment client test needs tests/sdk/node_modules/@segment/analytics-node "
+                      "(scripts/test installs it)")
+endif()
+add_test(NAME sdk_segment_collect
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/sdk/run_segment.sh $<TARGET_FILE:abacus>
+                 $<TARGET_FILE:write_snapshot>)
+set_tests_properties(sdk_segment_collect PROPERTIES LABELS integration TIMEOUT 300
+                     ENVIRONMENT "${TEST_ENV}")
+
 # The web UI in headless Chromium (Debian's chromium) driven by playwright-core (scripts/test
 # installs both), against a real `abacus up`; screenshots land in e2e-artifacts/.
 find_program(CHROMIUM NAMES chromium chromium-browser)
@@ -98,7 +124,7 @@ set_tests_properties(e2e_ui PROPERTIES LABELS "integration;e2e" TIMEOUT 600
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
-  foreach(lib abacus_lib abacus_assign abacus_web)
+  foreach(lib abacus_lib abacus_assign abacus_web abacus_collect)
     target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link)
     target_link_options(${lib} INTERFACE -fsanitize=fuzzer-no-link)
   endforeach()
@@ -106,7 +132,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition admin session manifest)
+foreach(target url json jsonw condition admin session manifest events)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -131,6 +157,9 @@ foreach(target url json jsonw condition admin session manifest)
   endif()
   if(target STREQUAL "admin" OR target STREQUAL "session")
     target_link_libraries(${exe} PRIVATE abacus_web)
+  endif()
+  if(target STREQUAL "events")
+    target_link_libraries(${exe} PRIVATE abacus_collect)
   endif()
   target_compile_options(${exe} PRIVATE ${ABACUS_WARNINGS})
   set_tests_properties(${exe} PROPERTIES TIMEOUT ${FUZZ_TIMEOUT} LABELS fuzz

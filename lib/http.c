@@ -57,6 +57,18 @@ struct worker {
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
     struct pattern_metrics *metrics; /* [srv->npatterns] */
+    /* ab_http_post: tasks queued under tasks_mu; one message on ctx.queue wakes the loop */
+    h2o_multithread_receiver_t tasks_receiver;
+    h2o_multithread_message_t wake;
+    int wake_pending; /* wake is sent and not yet received; guarded by tasks_mu */
+    pthread_mutex_t tasks_mu;
+    struct task *tasks_head, *tasks_tail;
+};
+
+struct task {
+    struct task *next;
+    ab_http_task_cb cb;
+    void *data;
 };
 
 struct ready_check {
@@ -355,6 +367,43 @@ int ab_http_thread(const struct ab_http_req *req)
 void *ab_http_alloc(struct ab_http_req *req, size_t size)
 {
     return h2o_mem_alloc_pool(&req->h2o->pool, size);
+}
+
+static void on_tasks(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tasks_receiver, receiver);
+    (void)messages; /* holds w->wake alone, which this unlinks */
+    h2o_linklist_unlink(&w->wake.link);
+    pthread_mutex_lock(&w->tasks_mu);
+    struct task *t = w->tasks_head;
+    w->tasks_head = w->tasks_tail = NULL;
+    w->wake_pending = 0;
+    pthread_mutex_unlock(&w->tasks_mu);
+    while (t != NULL) {
+        struct task *next = t->next;
+        t->cb(t->data);
+        free(t);
+        t = next;
+    }
+}
+
+void ab_http_post(struct ab_http_server *srv, int thread, ab_http_task_cb cb, void *data)
+{
+    struct worker *w = &srv->workers[thread];
+    struct task *t = ab_mem_calloc(1, sizeof(*t));
+    t->cb = cb;
+    t->data = data;
+    pthread_mutex_lock(&w->tasks_mu);
+    if (w->tasks_tail != NULL)
+        w->tasks_tail->next = t;
+    else
+        w->tasks_head = t;
+    w->tasks_tail = t;
+    int wake = !w->wake_pending;
+    w->wake_pending = 1;
+    pthread_mutex_unlock(&w->tasks_mu);
+    if (wake)
+        h2o_multithread_send_message(&w->tasks_receiver, &w->wake);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -845,6 +894,7 @@ static void *worker_main(void *arg)
     struct ab_http_server *srv = w->srv;
     h2o_evloop_t *loop = h2o_evloop_create();
     h2o_context_init(&w->ctx, loop, &srv->globalconf);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->tasks_receiver, on_tasks);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = srv->globalconf.hosts;
     w->listener = h2o_evloop_socket_create(loop, w->fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -860,6 +910,7 @@ static void *worker_main(void *arg)
                  count_busy(w));
         return NULL;
     }
+    h2o_multithread_unregister_receiver(w->ctx.queue, &w->tasks_receiver);
     h2o_context_dispose(&w->ctx);
     h2o_evloop_destroy(loop);
     return NULL;
@@ -905,6 +956,7 @@ enum ab_err ab_http_server_start(struct ab_http_server *srv, struct ab_errinfo *
         w->index = i;
         w->fd = -1;
         w->metrics = ab_mem_calloc(srv->npatterns, sizeof(*w->metrics));
+        pthread_mutex_init(&w->tasks_mu, NULL);
         if ((rc = open_listener(srv->cfg.listen, &port, 1, &w->fd, ei)) != AB_OK)
             goto Fail;
     }
@@ -962,6 +1014,7 @@ void ab_http_server_free(struct ab_http_server *srv)
             if (srv->workers[i].fd >= 0)
                 close(srv->workers[i].fd);
             free(srv->workers[i].metrics);
+            pthread_mutex_destroy(&srv->workers[i].tasks_mu);
         }
         free(srv->workers);
         h2o_config_dispose(&srv->globalconf);

@@ -8,10 +8,11 @@ BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-de
   libssl-dev libpcre2-dev libcurl4-openssl-dev libsodium-dev)
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
 # the lint tools, sqlite3 (tests edit snapshot files with it), nginx (the regional mirror of the
-# geo test) and python3 (the snapshot origin that serves faults to the replication test).
-# chromium runs the browser tests of the UI (tests/e2e, driven by playwright-core).
+# geo test), python3 (the snapshot origin that serves faults to the replication test),
+# python3-jsonschema (validates results JSON against tests/data/results.schema.json) and chromium
+# (the browser tests of the UI in tests/e2e, driven by playwright-core).
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3 nginx python3
-  chromium)
+               python3-jsonschema chromium)
 
 # node and npm run the GrowthBook SDK agreement test; Debian's packages unless a node is present.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -20,9 +21,11 @@ fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ensure_sdk_packages: the pinned npm packages of tests/sdk (package-lock.json).
+# ensure_sdk_packages: the pinned npm packages of tests/sdk (package-lock.json): the GrowthBook
+# SDK and Segment's Node library (the collector's /v1/batch client).
 ensure_sdk_packages() {
-  [ -d "$ROOT/tests/sdk/node_modules/@growthbook/growthbook" ] && return 0
+  [ -d "$ROOT/tests/sdk/node_modules/@growthbook/growthbook" ] &&
+    [ -d "$ROOT/tests/sdk/node_modules/@segment/analytics-node" ] && return 0
   log "installing tests/sdk npm packages"
   (cd "$ROOT/tests/sdk" && npm ci --no-audit --no-fund --loglevel=error)
 }

@@ -29,6 +29,7 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
 enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
                                 struct ab_errinfo *ei);
 int cmd_web_main(int argc, char **argv, struct ab_log *log);
+int cmd_collect_main(int argc, char **argv, struct ab_log *log);
 
 /* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */
 int cmd_parse_int(const char *flag, const char *text, long min, long max, long *out);
@@ -113,6 +114,17 @@ int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log
 int cmd_serve_with_assign(const struct cmd_server_flags *flags,
                           const struct cmd_assign_flags *aflags, const struct ab_log *log,
                           const char *what);
+
+struct collect_node;
+
+/*
+ * When db is not NULL, creates a collector storing into db (queue_events: its queue bound, 0 for
+ * the default) and checking keys against the snapshot of aflags, mounts it on srv and starts it
+ * (*out; stop and free it after the server). Returns 0, or -1 with the reason printed.
+ */
+int cmd_collect_attach(const char *db, long queue_events, const struct cmd_assign_flags *aflags,
+                       const struct ab_log *log, struct ab_http_server *srv,
+                       struct collect_node **out);
 
 /* Applies the flags to a server configuration. */
 void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *cfg);

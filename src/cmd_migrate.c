@@ -4,28 +4,43 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 #include "abacus/db.h"
 #include "abacus/migrate.h"
 #include "cmd.h"
+#include "collect.h"
 
 static void usage(FILE *out)
 {
-    fputs("usage: abacus migrate --db PATH\n"
+    fputs("usage: abacus migrate --db PATH [--schema control|events]\n"
           "Applies the schema migrations this abacus carries to the SQLite database at PATH\n"
-          "(created if missing). Safe to run again: applied migrations are skipped.\n",
+          "(created if missing): the control database's (default), or with --schema events\n"
+          "a collector's events database's. Safe to run again: applied migrations are skipped.\n",
           out);
 }
 
 int cmd_migrate_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+        {"db", required_argument, NULL, 'd'}, {"schema", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     const char *path = NULL;
+    const struct ab_migration *set = ab_migrations;
+    size_t nset = ab_migrations_count;
     int opt;
-    while ((opt = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:s:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'd':
             path = optarg;
+            break;
+        case 's':
+            if (strcmp(optarg, "events") == 0) {
+                set = collect_migrations;
+                nset = collect_migrations_count;
+            } else if (strcmp(optarg, "control") != 0) {
+                usage(stderr);
+                return CMD_EXIT_USAGE;
+            }
             break;
         case 'h':
             usage(stdout);
@@ -45,7 +60,7 @@ int cmd_migrate_main(int argc, char **argv, struct ab_log *log)
     int from = 0, to = 0;
     enum ab_err rc = ab_db_open(path, &dbo, &db, &ei);
     if (rc == AB_OK)
-        rc = ab_migrate(db, ab_migrations, ab_migrations_count, &from, &to, &ei);
+        rc = ab_migrate(db, set, nset, &from, &to, &ei);
     ab_db_close(db);
     if (rc != AB_OK) {
         fprintf(stderr, "abacus: %s: %s\n", path, ei.message);

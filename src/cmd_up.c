@@ -2,14 +2,16 @@
  * `abacus up`: the whole platform in one process on one port, with its data (SQLite) under
  * --data-dir: the control plane (admin API, snapshot publisher) and an assign node that follows
  * the snapshots it publishes (DATA_DIR/snapshots/current.db, re-read at once after each publish),
- * unless --snapshot-file or --snapshot-url point the node elsewhere. Each further component
- * mounts its routes here as it arrives.
+ * unless --snapshot-file or --snapshot-url point the node elsewhere, and a collector storing
+ * events in DATA_DIR/events.db that checks ingest keys and experiments against the same local
+ * snapshot. Results are computed from those events (the admin API's results endpoints).
  */
 #include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include "assign.h"
 #include "cmd.h"
+#include "collect.h"
 #include "web.h"
 
 static void usage(FILE *out)
@@ -22,22 +24,29 @@ static void usage(FILE *out)
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
           "and assignments from the snapshots it publishes (or from --snapshot-file /\n"
-          "--snapshot-url, see abacus assign --help). Stops cleanly on SIGINT or SIGTERM.\n",
+          "--snapshot-url, see abacus assign --help), and collects events into\n"
+          "DIR/events.db (see abacus collect --help), checking ingest keys against the\n"
+          "published snapshot. Stops cleanly on SIGINT or SIGTERM.\n",
           out);
 }
 
-/* The node that follows local publishes; set once it exists (the publisher runs before). */
+/* What follows local publishes; set once it exists (the publisher runs before). */
 struct up_follow {
     _Atomic(struct assign_node *) node;
+    _Atomic(struct collect_node *) collector;
 };
 
 static void on_publish(void *data, const char *path, int64_t version)
 {
     (void)path;
     (void)version;
-    struct assign_node *node = atomic_load(&((struct up_follow *)data)->node);
+    struct up_follow *f = data;
+    struct assign_node *node = atomic_load(&f->node);
+    struct collect_node *collector = atomic_load(&f->collector);
     if (node != NULL)
         assign_node_poke(node);
+    if (collector != NULL)
+        collect_node_poke(collector);
 }
 
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
@@ -79,11 +88,15 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    char current[4096];
-    if (aflags.snapshot_file == NULL && aflags.snapshot_url == NULL) {
-        snprintf(current, sizeof(current), "%s/snapshots/current.db", data_dir);
+    char current[4096], events_db[4096];
+    snprintf(current, sizeof(current), "%s/snapshots/current.db", data_dir);
+    snprintf(events_db, sizeof(events_db), "%s/events.db", data_dir);
+    /* the collector checks keys against the local control plane's snapshot, or --snapshot-file */
+    struct cmd_assign_flags cflags = aflags;
+    if (cflags.snapshot_file == NULL)
+        cflags.snapshot_file = current;
+    if (aflags.snapshot_file == NULL && aflags.snapshot_url == NULL)
         aflags.snapshot_file = current;
-    }
     struct ab_http_config cfg;
     ab_http_config_defaults(&cfg);
     cmd_server_config(&flags, &cfg);
@@ -91,7 +104,8 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct ab_http_server *srv = NULL;
     struct web *web = NULL;
     struct assign_node *node = NULL;
-    struct up_follow follow = {NULL};
+    struct collect_node *collector = NULL;
+    struct up_follow follow = {NULL, NULL};
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
     if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
@@ -99,16 +113,21 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         goto Exit;
     }
     if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
-        cmd_assign_attach(&aflags, log, srv, &node) != 0)
+        cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
+        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0)
         goto Exit;
     atomic_store(&follow.node, node);
+    atomic_store(&follow.collector, collector);
     code = cmd_serve(srv, &flags, log, "up");
 Exit:
     atomic_store(&follow.node, NULL);
+    atomic_store(&follow.collector, NULL);
     web_stop(web);
     assign_node_stop(node);
+    collect_node_stop(collector); /* after the server: its workers waited for our answers */
     ab_http_server_free(srv);
     assign_node_free(node);
+    collect_node_free(collector);
     web_free(web);
     return code;
 }

@@ -127,6 +127,18 @@ int ab_http_thread(const struct ab_http_req *req);
 /* Memory that lives as long as the request; freed with it (never free it by hand). */
 void *ab_http_alloc(struct ab_http_req *req, size_t size);
 
+/* A function run on a worker thread by ab_http_post. */
+typedef void (*ab_http_task_cb)(void *data);
+
+/*
+ * Runs cb(data) soon on worker thread `thread` (0 .. ab_http_server_threads() - 1), from its event
+ * loop: how work finished on another thread (a database writer) answers a request it took over,
+ * since a request is answered from its own thread. Thread-safe; allowed from ab_http_server_start
+ * until the workers have exited, which they do only once every request begun is answered (or the
+ * shutdown grace ran out, in which case the task still runs while the worker waits).
+ */
+void ab_http_post(struct ab_http_server *srv, int thread, ab_http_task_cb cb, void *data);
+
 /* --- responses: exactly one per request --- */
 
 /* Adds a response header (copied). Call before the send. */

@@ -3,7 +3,8 @@
  * Usage: write_snapshot DESCRIPTION.json OUT.db VERSION. Each experiment: key, variants
  * ([[key, weight], ...]; payloads are {"variant": key}), and optional coverage, hash_attribute,
  * fallback_attribute, hash_version (default 2), seed (default key), condition, layer
- * ([key, start, end]), overrides ({unit: variant}), running (default true).
+ * ([key, start, end]), overrides ({unit: variant}), running (default true). Top level:
+ * experiments, client_keys and ingest_keys (plain keys; the file stores their hashes).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,13 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < s.nclient_keys; i++) {
         s.client_key_hashes[i] = ab_mem_calloc(1, 65);
         ab_snapshot_key_hash(json_string_value(json_array_get(keys, i)), s.client_key_hashes[i]);
+    }
+    const json_t *ingest = json_object_get(desc, "ingest_keys");
+    s.ningest_keys = json_array_size(ingest);
+    s.ingest_key_hashes = ab_mem_calloc(s.ningest_keys, sizeof(char *));
+    for (size_t i = 0; i < s.ningest_keys; i++) {
+        s.ingest_key_hashes[i] = ab_mem_calloc(1, 65);
+        ab_snapshot_key_hash(json_string_value(json_array_get(ingest, i)), s.ingest_key_hashes[i]);
     }
     struct ab_errinfo ei;
     enum ab_err rc = ab_snapshot_write(&s, argv[2], &ei);

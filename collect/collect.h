@@ -1,0 +1,68 @@
+/*
+ * The collector's one public header: a node that takes events over HTTP (POST /v1/events, POST
+ * /v1/batch in Segment's format), validates them against the replicated snapshot (ingest keys,
+ * experiment and variant keys) and stores them durably and deduplicated in a SQLite events
+ * database before it answers (DESIGN.md section 6, docs/collector.md). main.c creates a node,
+ * mounts it on an HTTP server and starts it; `abacus collect` and `abacus up` do.
+ */
+#ifndef ABACUS_COLLECT_H
+#define ABACUS_COLLECT_H
+
+#include <stddef.h>
+#include "abacus/clock.h"
+#include "abacus/err.h"
+#include "abacus/http.h"
+#include "abacus/log.h"
+#include "abacus/migrate.h"
+
+/* The schema of the events database (generated from migrations/events/). */
+extern const struct ab_migration collect_migrations[];
+extern const size_t collect_migrations_count;
+
+struct collect_node;
+
+struct collect_node_config {
+    const char *db_path;       /* events database; created and migrated on start */
+    const char *snapshot_file; /* ingest keys and experiments; reloaded when it changes; NULL:
+                                  the node is never ready and answers 503 */
+    int poll_interval_ms;      /* how often the snapshot file is checked; 0 = 5000 */
+    size_t queue_max_events;   /* events waiting for the writer before 503; 0 = 32768 */
+    const char *test_max_pages_file; /* tests only (ABACUS_COLLECT_TEST_MAX_PAGES_FILE): a
+                                        file whose number becomes PRAGMA max_page_count before
+                                        each commit, to simulate a full disk; NULL normally */
+    const struct ab_log *log;
+    const struct ab_clock *clock;
+};
+
+/* Creates a node; nothing is opened until collect_node_start. */
+enum ab_err collect_node_new(const struct collect_node_config *cfg, struct collect_node **out,
+                             struct ab_errinfo *ei);
+
+/*
+ * Registers POST /v1/events and POST /v1/batch on srv (512 KiB body limit), a readiness check
+ * (ready once a snapshot is loaded; none without a snapshot file) and the collector's metrics.
+ * srv must outlive the node's use.
+ */
+enum ab_err collect_node_mount(struct collect_node *node, struct ab_http_server *srv,
+                               struct ab_errinfo *ei);
+
+/*
+ * Opens (creates, migrates) the events database, starts its writer thread, loads the snapshot
+ * (a missing or invalid one is logged and retried) and starts the thread that watches it.
+ * Errors: AB_ERR_STORAGE / AB_ERR_SCHEMA_TOO_NEW for the database.
+ */
+enum ab_err collect_node_start(struct collect_node *node, struct ab_errinfo *ei);
+
+/* Makes the watcher check the snapshot file now rather than at its next poll (any thread). */
+void collect_node_poke(struct collect_node *node);
+
+/*
+ * Stops the watcher, stores what is queued and closes the database. Call after the HTTP server
+ * has stopped (its workers wait for the answers of requests being stored).
+ */
+void collect_node_stop(struct collect_node *node);
+
+/* Frees a stopped node. Accepts NULL. */
+void collect_node_free(struct collect_node *node);
+
+#endif

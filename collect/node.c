@@ -1,0 +1,528 @@
+/*
+ * The collector node: HTTP glue around the pure parser (parse.c) and the store (store.c). A
+ * request is authenticated with an ingest key of the current snapshot, parsed and validated on
+ * its worker thread, then handed to the store's writer; the answer is sent from the worker
+ * thread (through ab_http_post) once the writer has committed the batch, so a 200 always means
+ * durable. The snapshot (ingest keys, experiments) is reloaded when its file changes, as the
+ * assign node does; requests hold a reference to the one they use.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "abacus/mem.h"
+#include "abacus/snapshot.h"
+#include "collect.h"
+#include "collect_int.h"
+
+enum unavailable { UNAV_NOT_READY, UNAV_QUEUE_FULL, UNAV_STORAGE, UNAV_COUNT };
+static const char *const UNAV_NAMES[UNAV_COUNT] = {"not_ready", "queue_full", "storage"};
+
+struct snap_ref {
+    struct ab_snapshot *snap;
+    int refs; /* guarded by collect_node.mu */
+};
+
+struct collect_node {
+    struct collect_node_config cfg;
+    char *db_path;
+    char *snapshot_file;
+    char *max_pages_file;
+    struct ab_http_server *srv;
+    struct collect_store *store;
+    pthread_mutex_t mu;
+    struct snap_ref *current; /* guarded by mu */
+    struct stat seen;         /* watcher thread only */
+    pthread_t watcher;
+    int watcher_started;
+    _Atomic int stop;
+    _Atomic int poked; /* check the snapshot file now (collect_node_poke) */
+    _Atomic int64_t version;
+    _Atomic uint64_t unavailable[UNAV_COUNT];
+    _Atomic uint64_t unauthorized;
+    _Atomic uint64_t refused[AB_ERR_COUNT]; /* whole requests refused, by -error code */
+};
+
+/* A request waiting for the writer; lives in the request's pool. */
+struct pending {
+    struct ab_http_req *req;
+    struct collect_node *node;
+};
+
+/* ---------------------------------------------------------------- snapshot holder */
+
+static struct snap_ref *acquire(struct collect_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    struct snap_ref *r = n->current;
+    if (r != NULL)
+        r->refs++;
+    pthread_mutex_unlock(&n->mu);
+    return r;
+}
+
+static void release(struct collect_node *n, struct snap_ref *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&n->mu);
+    int last = --r->refs == 0;
+    pthread_mutex_unlock(&n->mu);
+    if (last) {
+        ab_snapshot_free(r->snap);
+        free(r);
+    }
+}
+
+static void check_file(struct collect_node *n)
+{
+    struct stat st;
+    if (stat(n->snapshot_file, &st) != 0) {
+        if (n->seen.st_size != -1)
+            AB_LOG_W(n->cfg.log, "collect_snapshot_missing", "file=%s error=\"%s\"",
+                     n->snapshot_file, strerror(errno));
+        memset(&n->seen, 0, sizeof(n->seen));
+        n->seen.st_size = -1;
+        return;
+    }
+    if (st.st_ino == n->seen.st_ino && st.st_size == n->seen.st_size &&
+        st.st_mtim.tv_sec == n->seen.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == n->seen.st_mtim.tv_nsec)
+        return;
+    n->seen = st;
+    struct ab_snapshot *s = NULL;
+    struct ab_errinfo ei;
+    if (ab_snapshot_read(n->snapshot_file, &s, &ei) != AB_OK) {
+        AB_LOG_W(n->cfg.log, "collect_snapshot_rejected", "file=%s message=\"%s\"",
+                 n->snapshot_file, ei.message);
+        return;
+    }
+    if (s->version <= atomic_load(&n->version)) {
+        AB_LOG_W(n->cfg.log, "collect_snapshot_rejected", "file=%s version=%lld reason=older",
+                 n->snapshot_file, (long long)s->version);
+        ab_snapshot_free(s);
+        return;
+    }
+    struct snap_ref *r = ab_mem_calloc(1, sizeof(*r));
+    r->snap = s;
+    r->refs = 1;
+    pthread_mutex_lock(&n->mu);
+    struct snap_ref *old = n->current;
+    n->current = r;
+    pthread_mutex_unlock(&n->mu);
+    atomic_store(&n->version, s->version);
+    release(n, old);
+    AB_LOG_I(n->cfg.log, "collect_snapshot_loaded", "file=%s version=%lld ingest_keys=%zu",
+             n->snapshot_file, (long long)s->version, s->ningest_keys);
+}
+
+static void *watcher_main(void *arg)
+{
+    struct collect_node *n = arg;
+    while (!atomic_load(&n->stop)) {
+        for (int waited = 0; waited < n->cfg.poll_interval_ms && !atomic_load(&n->stop) &&
+                             !atomic_exchange(&n->poked, 0);
+             waited += 50) {
+            struct timespec ts = {0, 50L * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        if (!atomic_load(&n->stop))
+            check_file(n);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- authentication */
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
+}
+
+/* Decodes base64 s[0..len) into out (cap bytes, NUL-terminated); -1 when malformed or long. */
+static int b64_decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len && s[i] != '='; i++) {
+        int v = b64_value(s[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= cap)
+                return -1;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int key_known(const struct ab_snapshot *s, const char *key, size_t len)
+{
+    char buf[512];
+    if (len == 0 || len >= sizeof(buf) || memchr(key, '\0', len) != NULL)
+        return 0;
+    memcpy(buf, key, len);
+    buf[len] = '\0';
+    char hash[65];
+    ab_snapshot_key_hash(buf, hash);
+    size_t lo = 0, hi = s->ningest_keys;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int cmp = strcmp(s->ingest_key_hashes[mid], hash);
+        if (cmp == 0)
+            return 1;
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/*
+ * The ingest key of a request: Authorization: Bearer KEY, Authorization: Basic base64(KEY:)
+ * (what Segment's libraries send), or ?write_key=KEY (browsers' sendBeacon cannot set headers).
+ */
+static int authorized(struct ab_http_req *req, const struct ab_snapshot *s)
+{
+    size_t len = 0;
+    const char *auth = ab_http_header(req, "authorization", &len);
+    if (auth != NULL) {
+        if (len > 7 && strncasecmp(auth, "Bearer ", 7) == 0)
+            return key_known(s, auth + 7, len - 7);
+        if (len > 6 && strncasecmp(auth, "Basic ", 6) == 0) {
+            char user[512];
+            if (b64_decode(auth + 6, len - 6, user, sizeof(user)) != 0)
+                return 0;
+            char *colon = strchr(user, ':');
+            return key_known(s, user, colon != NULL ? (size_t)(colon - user) : strlen(user));
+        }
+        return 0;
+    }
+    const char *wk = ab_url_query_get(ab_http_query(req), "write_key");
+    return wk != NULL && key_known(s, wk, strlen(wk));
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void send_unavailable(struct collect_node *n, struct ab_http_req *req, enum unavailable why,
+                             const char *message)
+{
+    atomic_fetch_add(&n->unavailable[why], 1);
+    ab_http_add_header(req, "Retry-After", "1");
+    ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "%s", message);
+}
+
+/* The media type of the request ("application/json; charset=utf-8" -> is_json). */
+static int media_type_is(const char *ct, size_t len, const char *want)
+{
+    size_t n = strlen(want);
+    if (len < n || strncasecmp(ct, want, n) != 0)
+        return 0;
+    return len == n || ct[n] == ';' || ct[n] == ' ';
+}
+
+static void respond(void *data)
+{
+    struct collect_batch *b = data;
+    struct pending *p = b->owner;
+    if (b->rc != AB_OK) {
+        send_unavailable(p->node, p->req, UNAV_STORAGE,
+                         "the events could not be stored (storage fault); nothing was "
+                         "acknowledged, retry later");
+        collect_batch_free(b);
+        return;
+    }
+    json_t *rejected = json_array();
+    size_t b_nrejected = b->nrejected;
+    for (size_t i = 0; i < b->nrejected; i++) {
+        const struct collect_rejection *r = &b->rejected[i];
+        json_array_append_new(rejected,
+                              json_pack("{s:I, s:s, s:s, s:s}", "index", (json_int_t)r->index,
+                                        "code", collect_code_name(r->code), "field", r->field,
+                                        "message", r->message));
+    }
+    json_t *doc = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)b->accepted, "duplicates",
+                            (json_int_t)b->duplicates, "rejected", rejected);
+    collect_batch_free(b);
+    if (doc == NULL || json_array_size(rejected) != b_nrejected) {
+        /* the events are stored; only the answer could not be built (a bug): the client's
+         * retry will be answered with duplicates */
+        json_decref(doc);
+        ab_http_send_error(p->req, AB_ERR_INTERNAL, NULL, "the answer could not be built");
+        return;
+    }
+    ab_http_send_json(p->req, 200, doc);
+}
+
+static void done_cb(struct collect_batch *b)
+{
+    struct pending *p = b->owner;
+    ab_http_post(p->node->srv, b->thread, respond, b);
+}
+
+static void handle(struct ab_http_req *req, struct collect_node *n, int segment)
+{
+    struct snap_ref *ref = acquire(n);
+    if (ref == NULL) {
+        send_unavailable(n, req, UNAV_NOT_READY, "no snapshot loaded yet: ingest keys unknown");
+        return;
+    }
+    if (!authorized(req, ref->snap)) {
+        release(n, ref);
+        atomic_fetch_add(&n->unauthorized, 1);
+        ab_http_add_header(req, "WWW-Authenticate", "Bearer");
+        ab_http_send_error(req, AB_ERR_UNAUTHORIZED, "authorization",
+                           "a valid ingest key is required (Authorization: Bearer KEY or "
+                           "?write_key=KEY)");
+        return;
+    }
+    size_t ctlen = 0;
+    const char *ct = ab_http_header(req, "content-type", &ctlen);
+    enum collect_format format;
+    if (ct != NULL && media_type_is(ct, ctlen, "application/json")) {
+        format = segment ? COLLECT_FORMAT_SEGMENT : COLLECT_FORMAT_JSON;
+    } else if (!segment && ct != NULL && (media_type_is(ct, ctlen, "application/x-ndjson") ||
+                                          media_type_is(ct, ctlen, "application/ndjson"))) {
+        format = COLLECT_FORMAT_NDJSON;
+    } else {
+        release(n, ref);
+        atomic_fetch_add(&n->refused[-AB_ERR_UNSUPPORTED_MEDIA], 1);
+        ab_http_send_error(req, AB_ERR_UNSUPPORTED_MEDIA, "content-type",
+                           segment ? "send application/json"
+                                   : "send application/json or application/x-ndjson");
+        return;
+    }
+    size_t len;
+    const char *body = ab_http_body(req, &len);
+    struct collect_batch *b = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = collect_parse(body, len, format, ref->snap,
+                                   ab_clock_now_ms(n->cfg.clock), &b, &ei);
+    release(n, ref);
+    if (rc != AB_OK) {
+        atomic_fetch_add(&n->refused[-rc], 1);
+        ab_http_send_errinfo(req, rc, &ei);
+        return;
+    }
+    struct pending *p = ab_http_alloc(req, sizeof(*p));
+    p->req = req;
+    p->node = n;
+    b->owner = p;
+    b->thread = ab_http_thread(req);
+    b->done_cb = done_cb;
+    if (collect_store_submit(n->store, b) != AB_OK) {
+        collect_batch_free(b);
+        send_unavailable(n, req, UNAV_QUEUE_FULL,
+                         "the collector is behind; nothing was stored, retry later");
+    }
+}
+
+static void handle_events(struct ab_http_req *req, void *data)
+{
+    handle(req, data, 0);
+}
+
+static void handle_batch(struct ab_http_req *req, void *data)
+{
+    handle(req, data, 1);
+}
+
+/* ---------------------------------------------------------------- readiness and metrics */
+
+static int ready_cb(void *data, char *reason, size_t len)
+{
+    struct collect_node *n = data;
+    if (atomic_load(&n->version) > 0)
+        return 1;
+    snprintf(reason, len, "collector: no valid snapshot loaded yet from %s", n->snapshot_file);
+    return 0;
+}
+
+static uint64_t get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void metrics_cb(void *data, FILE *out)
+{
+    struct collect_node *n = data;
+    if (n->store == NULL)
+        return;
+    struct collect_stats *s = collect_store_stats(n->store);
+    fprintf(out,
+            "# HELP abacus_collect_events_accepted_total Events stored (committed).\n"
+            "# TYPE abacus_collect_events_accepted_total counter\n"
+            "abacus_collect_events_accepted_total %llu\n"
+            "# HELP abacus_collect_events_duplicate_total Events whose id was already stored "
+            "(conflicting ones included).\n"
+            "# TYPE abacus_collect_events_duplicate_total counter\n"
+            "abacus_collect_events_duplicate_total %llu\n"
+            "# HELP abacus_collect_events_conflicting_duplicate_total Events whose id was "
+            "already stored with another payload (the first was kept).\n"
+            "# TYPE abacus_collect_events_conflicting_duplicate_total counter\n"
+            "abacus_collect_events_conflicting_duplicate_total %llu\n"
+            "# HELP abacus_collect_events_rejected_total Invalid events stored in "
+            "rejected_events, by code.\n"
+            "# TYPE abacus_collect_events_rejected_total counter\n",
+            (unsigned long long)get(&s->accepted), (unsigned long long)get(&s->duplicates),
+            (unsigned long long)get(&s->conflicts));
+    for (int c = 0; c < COLLECT_CODE_COUNT; c++)
+        fprintf(out, "abacus_collect_events_rejected_total{code=\"%s\"} %llu\n",
+                collect_code_name((enum collect_code)c),
+                (unsigned long long)get(&s->rejected[c]));
+    fputs("# HELP abacus_collect_unavailable_total Requests answered 503, by reason.\n"
+          "# TYPE abacus_collect_unavailable_total counter\n",
+          out);
+    for (int u = 0; u < UNAV_COUNT; u++)
+        fprintf(out, "abacus_collect_unavailable_total{reason=\"%s\"} %llu\n", UNAV_NAMES[u],
+                (unsigned long long)get(&n->unavailable[u]));
+    fputs("# HELP abacus_collect_requests_refused_total Whole requests refused, by error.\n"
+          "# TYPE abacus_collect_requests_refused_total counter\n",
+          out);
+    fprintf(out, "abacus_collect_requests_refused_total{code=\"unauthorized\"} %llu\n",
+            (unsigned long long)get(&n->unauthorized));
+    for (int e = 1; e < AB_ERR_COUNT; e++)
+        if (get(&n->refused[e]) > 0)
+            fprintf(out, "abacus_collect_requests_refused_total{code=\"%s\"} %llu\n",
+                    ab_err_code((enum ab_err)-e), (unsigned long long)get(&n->refused[e]));
+    fprintf(out,
+            "# HELP abacus_collect_queue_events Events waiting for the writer.\n"
+            "# TYPE abacus_collect_queue_events gauge\nabacus_collect_queue_events %llu\n"
+            "# HELP abacus_collect_commits_total Group commits.\n"
+            "# TYPE abacus_collect_commits_total counter\nabacus_collect_commits_total %llu\n"
+            "# HELP abacus_collect_storage_errors_total Transactions rolled back by a storage "
+            "fault.\n# TYPE abacus_collect_storage_errors_total counter\n"
+            "abacus_collect_storage_errors_total %llu\n"
+            "# HELP abacus_collect_commit_duration_seconds Time of one group commit "
+            "(BEGIN to COMMIT).\n# TYPE abacus_collect_commit_duration_seconds histogram\n",
+            (unsigned long long)get(&s->queue_events), (unsigned long long)get(&s->commits),
+            (unsigned long long)get(&s->storage_errors));
+    uint64_t cumulative = 0;
+    for (int b = 0; b <= COLLECT_LAT_BUCKETS; b++) {
+        cumulative += get(&s->lat_bucket[b]);
+        if (b < COLLECT_LAT_BUCKETS)
+            fprintf(out, "abacus_collect_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                    (double)collect_lat_bounds[b] / 1e9, (unsigned long long)cumulative);
+        else
+            fprintf(out, "abacus_collect_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                    (unsigned long long)cumulative);
+    }
+    fprintf(out,
+            "abacus_collect_commit_duration_seconds_sum %.9f\n"
+            "abacus_collect_commit_duration_seconds_count %llu\n"
+            "# HELP abacus_collect_snapshot_version Snapshot the collector checks against.\n"
+            "# TYPE abacus_collect_snapshot_version gauge\nabacus_collect_snapshot_version "
+            "%lld\n",
+            (double)get(&s->lat_sum_ns) / 1e9, (unsigned long long)cumulative,
+            (long long)atomic_load(&n->version));
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+enum ab_err collect_node_new(const struct collect_node_config *cfg, struct collect_node **out,
+                             struct ab_errinfo *ei)
+{
+    if (cfg->db_path == NULL || cfg->db_path[0] == '\0')
+        return ab_fail(ei, AB_ERR_INVALID_FIELD, "db", "is required");
+    struct collect_node *n = ab_mem_calloc(1, sizeof(*n));
+    n->cfg = *cfg;
+    n->db_path = ab_mem_strdup(cfg->db_path);
+    n->cfg.db_path = n->db_path;
+    if (cfg->snapshot_file != NULL)
+        n->snapshot_file = ab_mem_strdup(cfg->snapshot_file);
+    n->cfg.snapshot_file = n->snapshot_file;
+    if (cfg->test_max_pages_file != NULL)
+        n->max_pages_file = ab_mem_strdup(cfg->test_max_pages_file);
+    n->cfg.test_max_pages_file = n->max_pages_file;
+    if (n->cfg.poll_interval_ms <= 0)
+        n->cfg.poll_interval_ms = 5000;
+    if (n->cfg.clock == NULL)
+        n->cfg.clock = &ab_clock_system;
+    pthread_mutex_init(&n->mu, NULL);
+    *out = n;
+    return AB_OK;
+}
+
+enum ab_err collect_node_mount(struct collect_node *n, struct ab_http_server *srv,
+                               struct ab_errinfo *ei)
+{
+    n->srv = srv;
+    enum ab_err rc;
+    if ((rc = ab_http_route(srv, "POST", "/v1/events", handle_events, n, COLLECT_BODY_MAX,
+                            ei)) != AB_OK ||
+        (rc = ab_http_route(srv, "POST", "/v1/batch", handle_batch, n, COLLECT_BODY_MAX, ei)) !=
+            AB_OK)
+        return rc;
+    if (n->snapshot_file != NULL) /* without one (abacus up alone) every POST answers 503 */
+        ab_http_add_ready_check(srv, ready_cb, n);
+    ab_http_add_metrics(srv, metrics_cb, n);
+    return AB_OK;
+}
+
+enum ab_err collect_node_start(struct collect_node *n, struct ab_errinfo *ei)
+{
+    struct collect_store_config sc = {.path = n->db_path,
+                                      .queue_max_events = n->cfg.queue_max_events,
+                                      .max_pages_file = n->max_pages_file,
+                                      .log = n->cfg.log,
+                                      .clock = n->cfg.clock};
+    enum ab_err rc = collect_store_open(&sc, &n->store, ei);
+    if (rc != AB_OK)
+        return rc;
+    AB_LOG_I(n->cfg.log, "collect_db", "path=%s", n->db_path);
+    if (n->snapshot_file == NULL)
+        return AB_OK;
+    check_file(n);
+    if (pthread_create(&n->watcher, NULL, watcher_main, n) != 0)
+        return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot start the snapshot watcher");
+    n->watcher_started = 1;
+    return AB_OK;
+}
+
+void collect_node_poke(struct collect_node *n)
+{
+    atomic_store(&n->poked, 1);
+}
+
+void collect_node_stop(struct collect_node *n)
+{
+    if (n == NULL)
+        return;
+    if (n->watcher_started) {
+        atomic_store(&n->stop, 1);
+        pthread_join(n->watcher, NULL);
+        n->watcher_started = 0;
+    }
+    collect_store_close(n->store);
+    n->store = NULL;
+}
+
+void collect_node_free(struct collect_node *n)
+{
+    if (n == NULL)
+        return;
+    collect_node_stop(n);
+    release(n, n->current);
+    pthread_mutex_destroy(&n->mu);
+    free(n->db_path);
+    free(n->snapshot_file);
+    free(n->max_pages_file);
+    free(n);
+}
