@@ -140,7 +140,7 @@ static enum ab_err seed_experiment(struct ab_db *db, const struct demo_experimen
     json_t *norm = NULL, *out = NULL;
     enum ab_err rc = web_validate_experiment(in, &norm, ei);
     if (rc == AB_OK)
-        rc = web_store_experiment_create(db, norm, who, start - 3600 * 1000, &out, ei);
+        rc = web_store_experiment_create(db, norm, who, start - (int64_t)3600 * 1000, &out, ei);
     json_decref(out);
     out = NULL;
     if (rc == AB_OK)
@@ -163,7 +163,7 @@ enum ab_err web_demo_new(struct web *w, struct web_demo **out, struct ab_errinfo
     struct ab_db *db = NULL;
     enum ab_err rc = web_db_open(w, &db, ei);
     for (size_t i = 0; rc == AB_OK && i < sizeof(METRICS) / sizeof(METRICS[0]); i++)
-        rc = seed_metric(db, &METRICS[i], &who, d->start_ms - 7200 * 1000, ei);
+        rc = seed_metric(db, &METRICS[i], &who, d->start_ms - (int64_t)7200 * 1000, ei);
     for (size_t i = 0; rc == AB_OK && i < NEXP; i++)
         rc = seed_experiment(db, &EXPERIMENTS[i], &who, d->start_ms, ei);
     if (rc == AB_OK) {
@@ -308,7 +308,7 @@ static void add_event(json_t *events, const char *id, const char *type, int64_t 
 /* Simulates one experiment's units: assignment, exposure, and what each unit then does. */
 static int simulate(struct web_demo *d, const struct demo_experiment *x, json_t *events)
 {
-    int64_t span = d->now_ms - 3600 * 1000 - d->start_ms;
+    int64_t span = d->now_ms - (int64_t)3600 * 1000 - d->start_ms;
     for (int i = 0; i < UNITS_PER_EXPERIMENT && !atomic_load(&d->stop); i++) {
         char unit[96], variant[64], id[200];
         snprintf(unit, sizeof(unit), "%s-u%05d", x->key + 5, i);
@@ -321,7 +321,7 @@ static int simulate(struct web_demo *d, const struct demo_experiment *x, json_t 
             return -1;
         const struct demo_behaviour *b = &x->does[v];
         int64_t seen = d->start_ms + (int64_t)(uniform(d) * (double)span);
-        int64_t latest = d->now_ms - 60 * 1000;
+        int64_t latest = d->now_ms - (int64_t)60 * 1000;
         snprintf(id, sizeof(id), "demo:%s:exposure", unit);
         add_event(events, id, "exposure", seen, unit, "experiment", x->key, "variant", variant,
                   0);
@@ -399,9 +399,13 @@ static void *demo_main(void *arg)
 enum ab_err web_demo_start(struct web_demo *d, uint16_t port, struct ab_errinfo *ei)
 {
     d->port = port;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return ab_fail(ei, AB_ERR_INTERNAL, NULL, "libcurl cannot initialize");
     d->curl = curl_easy_init();
-    if (d->curl == NULL)
+    if (d->curl == NULL) {
+        curl_global_cleanup();
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot create a curl handle for the demo");
+    }
     curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, d);
     curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
@@ -419,8 +423,10 @@ void web_demo_free(struct web_demo *d)
     atomic_store(&d->stop, 1);
     if (d->started)
         pthread_join(d->thread, NULL);
-    if (d->curl != NULL)
+    if (d->curl != NULL) {
         curl_easy_cleanup(d->curl);
+        curl_global_cleanup();
+    }
     free(d->resp);
     free(d);
 }
