@@ -90,7 +90,8 @@ enum ab_err web_validate_user(const json_t *in, json_t **out, struct ab_errinfo 
     {
         if (strcmp(key, "email") != 0 && strcmp(key, "password") != 0 &&
             strcmp(key, "role") != 0)
-            return ab_fail(ei, AB_ERR_INVALID_FIELD, key, "unknown field (email, password, role)");
+            return ab_fail(ei, AB_ERR_INVALID_FIELD, key[0] != '\0' ? key : "\"\"",
+                           "unknown field (email, password, role)"); /* "" names an empty one */
     }
     const char *email = get_string(in, "email", WEB_EMAIL_MAX, ei);
     if (email == NULL)
@@ -150,6 +151,11 @@ int web_cookie_get(const char *header, size_t len, const char *name, char *out, 
                 vlen--;
             if (vlen == 0 || vlen >= outlen)
                 return -1;
+            for (size_t k = 0; k < vlen; k++) {
+                unsigned char c = (unsigned char)header[vstart + k];
+                if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == '\\')
+                    return -1; /* not a cookie-octet (RFC 6265 section 4.1.1) */
+            }
             memcpy(out, header + vstart, vlen);
             out[vlen] = '\0';
             return 0;
