@@ -137,6 +137,26 @@ int64_t collect_hash64(const char *s, size_t len);
  */
 int collect_parse_ts(const json_t *v, int64_t *ms);
 
+/* ---------------------------------------------------------------- recent ids (recent.c) */
+
+/*
+ * The ids of the most recent events stored: id hash -> the client timestamp the event was stored
+ * under. The dedup index is keyed by (client_ts, id hash), which finds a retry only when it
+ * carries the same timestamp; this map finds the earlier copy of an id re-sent with another
+ * timestamp, as long as that copy is among the last window/2 to window events stored. A hint
+ * only: every hit is checked against the database. Writer thread only.
+ */
+struct collect_recent;
+
+#define COLLECT_RECENT_WINDOW 2000000 /* events; about 34 bytes of memory per event */
+
+/* A map covering the last window/2 .. window puts, or NULL for window < 2 (then no map). */
+struct collect_recent *collect_recent_new(size_t window);
+void collect_recent_free(struct collect_recent *r); /* accepts NULL */
+void collect_recent_put(struct collect_recent *r, int64_t hash, int64_t client_ts);
+/* 1 with *client_ts when hash was put recently, else 0. */
+int collect_recent_get(const struct collect_recent *r, int64_t hash, int64_t *client_ts);
+
 /* ---------------------------------------------------------------- store (store.c) */
 
 struct collect_store;
@@ -146,6 +166,8 @@ struct collect_store_config {
     size_t queue_max_events;      /* events waiting for the writer; more: submit refuses */
     const char *max_pages_file;   /* tests only: a file whose number is applied as
                                      PRAGMA max_page_count before each commit, or NULL */
+    size_t recent_window;         /* ids kept for dedup across timestamps; 0 =
+                                     COLLECT_RECENT_WINDOW */
     const struct ab_log *log;
     const struct ab_clock *clock;
 };

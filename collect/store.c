@@ -38,6 +38,8 @@ struct collect_store {
     pthread_t writer;
     int started;
     struct collect_stats stats;
+    struct collect_recent *recent; /* writer thread only (and open, before it starts) */
+    size_t recent_window;
 };
 
 static const char SQL_LOOKUP[] = "SELECT id, fingerprint FROM events "
@@ -59,18 +61,23 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* Which event holds the dedup slot (client_ts, hash): 1 ev's id (*same_fp set), 0 another. */
-static enum ab_err slot_owner(struct ab_db *db, const struct collect_event *ev, int64_t hash,
-                              int *is_ev, int *same_fp, struct ab_errinfo *ei)
+/*
+ * Who holds the dedup slot (client_ts, hash): *found 0 nobody; else *is_ev 1 when it is ev's id
+ * (*same_fp set), 0 another id.
+ */
+static enum ab_err slot_owner(struct ab_db *db, const struct collect_event *ev, int64_t client_ts,
+                              int64_t hash, int *found, int *is_ev, int *same_fp,
+                              struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(db, SQL_LOOKUP, &st, ei);
     if (rc != AB_OK)
         return rc;
-    sqlite3_bind_int64(st, 1, ev->client_ts);
+    sqlite3_bind_int64(st, 1, client_ts);
     sqlite3_bind_int64(st, 2, hash);
     int src = sqlite3_step(st);
     *is_ev = 0;
+    *found = src == SQLITE_ROW;
     if (src == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         *is_ev = id != NULL && strcmp(id, ev->id) == 0;
@@ -125,18 +132,38 @@ static enum ab_err insert_event(struct ab_db *db, const struct collect_batch *b,
  * a slot held by another id (a 64-bit hash collision within one ms) sends ev to the next hash
  * value, as a lookup of the same id will.
  */
-static enum ab_err store_event(struct ab_db *db, const struct collect_batch *b,
-                               const struct collect_event *ev, int *seen, struct ab_errinfo *ei)
+static enum ab_err store_event(struct ab_db *db, struct collect_recent *recent,
+                               const struct collect_batch *b, const struct collect_event *ev,
+                               int *seen, struct ab_errinfo *ei)
 {
+    /* the same id stored recently under another timestamp: a duplicate with another payload
+     * (the map is a hint: the row is looked up, through the same hash probing as below) */
+    int64_t ts0;
+    if (collect_recent_get(recent, ev->id_hash, &ts0) && ts0 != ev->client_ts) {
+        for (uint64_t hash = (uint64_t)ev->id_hash;; hash++) {
+            int found = 0, is_ev = 0, same_fp = 0;
+            enum ab_err rc = slot_owner(db, ev, ts0, (int64_t)hash, &found, &is_ev, &same_fp, ei);
+            if (rc != AB_OK)
+                return rc;
+            if (is_ev) {
+                *seen = 2;
+                return AB_OK;
+            }
+            if (!found)
+                break;
+        }
+    }
     uint64_t hash = (uint64_t)ev->id_hash;
     for (;; hash++) {
-        int inserted = 0, is_ev = 0, same_fp = 0;
+        int inserted = 0, found = 0, is_ev = 0, same_fp = 0;
         enum ab_err rc = insert_event(db, b, ev, (int64_t)hash, &inserted, ei);
         if (rc == AB_OK && !inserted)
-            rc = slot_owner(db, ev, (int64_t)hash, &is_ev, &same_fp, ei);
+            rc = slot_owner(db, ev, ev->client_ts, (int64_t)hash, &found, &is_ev, &same_fp, ei);
         if (rc != AB_OK)
             return rc;
         if (inserted || is_ev) {
+            if (inserted)
+                collect_recent_put(recent, ev->id_hash, ev->client_ts);
             *seen = inserted ? 0 : same_fp ? 1 : 2;
             return AB_OK;
         }
@@ -161,16 +188,22 @@ static enum ab_err insert_rejection(struct ab_db *db, const struct collect_batch
     return ab_db_step_done(db, st, ei);
 }
 
-/* The body of one group commit: every batch of the list. */
+/* One group commit: the batches of list, deduplicated with the store's recent ids. */
+struct group {
+    struct collect_store *st;
+    struct collect_batch *list;
+};
+
 static enum ab_err store_group(struct ab_db *db, void *arg, struct ab_errinfo *ei)
 {
+    const struct group *gr = arg;
     enum ab_err rc = AB_OK;
-    for (struct collect_batch *b = arg; b != NULL; b = b->next) {
+    for (struct collect_batch *b = gr->list; b != NULL; b = b->next) {
         b->accepted = b->duplicates = b->conflicts = 0;
         for (size_t i = 0; i < b->nevents; i++) {
             const struct collect_event *ev = &b->events[i];
             int seen = 0;
-            if ((rc = store_event(db, b, ev, &seen, ei)) != AB_OK)
+            if ((rc = store_event(db, gr->st->recent, b, ev, &seen, ei)) != AB_OK)
                 return rc;
             b->accepted += seen == 0;
             b->duplicates += seen != 0;
@@ -255,7 +288,8 @@ static void *writer_main(void *arg)
         apply_max_pages(st);
         struct ab_errinfo ei;
         int64_t t0 = ab_clock_mono_ns(st->clock);
-        enum ab_err rc = ab_db_transaction(st->db, store_group, list, &ei);
+        struct group gr = {st, list};
+        enum ab_err rc = ab_db_transaction(st->db, store_group, &gr, &ei);
         record_commit(st, list, rc, ab_clock_mono_ns(st->clock) - t0, &ei);
         while (list != NULL) {
             struct collect_batch *next = list->next;
@@ -268,6 +302,27 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
+}
+
+/* The ids of the newest stored events into the recent map (half its window: no rotation). */
+static enum ab_err load_recent(struct collect_store *st, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *q;
+    enum ab_err rc = ab_db_prepare(
+        st->db, "SELECT id, client_ts FROM events ORDER BY seq DESC LIMIT ?1", &q, ei);
+    if (rc != AB_OK || st->recent == NULL)
+        return rc;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)(st->recent_window / 2));
+    int s;
+    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(q, 0);
+        int64_t hash = collect_hash64(id, (size_t)sqlite3_column_bytes(q, 0));
+        int64_t ts0;
+        if (!collect_recent_get(st->recent, hash, &ts0)) /* newest first: keep the newest */
+            collect_recent_put(st->recent, hash, sqlite3_column_int64(q, 1));
+    }
+    sqlite3_reset(q);
+    return s == SQLITE_DONE ? AB_OK : ab_db_fail(st->db, s, "reading the recent event ids", ei);
 }
 
 enum ab_err collect_store_open(const struct collect_store_config *cfg, struct collect_store **out,
@@ -295,6 +350,12 @@ enum ab_err collect_store_open(const struct collect_store_config *cfg, struct co
         st->max_pages_file = ab_mem_strdup(cfg->max_pages_file);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
+    st->recent_window = cfg->recent_window > 0 ? cfg->recent_window : COLLECT_RECENT_WINDOW;
+    st->recent = collect_recent_new(st->recent_window);
+    if ((rc = load_recent(st, ei)) != AB_OK) {
+        collect_store_close(st);
+        return rc;
+    }
     if (pthread_create(&st->writer, NULL, writer_main, st) != 0) {
         collect_store_close(st);
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot start the event writer thread");
@@ -348,5 +409,6 @@ void collect_store_close(struct collect_store *st)
     pthread_cond_destroy(&st->cv);
     ab_db_close(st->db);
     free(st->max_pages_file);
+    collect_recent_free(st->recent);
     free(st);
 }

@@ -300,8 +300,20 @@ static void test_planted_effect(void **state)
     abacus_cleanup(&g_up);
 }
 
+/* A failed assertion leaves the test early: the server is still stopped, by its PID. */
+static int teardown(void **state)
+{
+    (void)state;
+    if (g_up.pid > 0) {
+        abacus_stop(&g_up, SIGTERM, 20000);
+        abacus_cleanup(&g_up);
+    }
+    return 0;
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_planted_effect)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_planted_effect, teardown)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -268,6 +268,44 @@ static void test_conflicting_duplicate_keeps_first(void **state)
     assert_true(metric_value("abacus_collect_events_conflicting_duplicate_total") == 1);
 }
 
+/* The same id re-sent with another timestamp is the same event: found through the recent ids,
+ * within one batch, across batches, and after a restart (the map is rebuilt from the table). */
+static void test_duplicate_with_other_timestamp(void **state)
+{
+    (void)state;
+    start_collector();
+    json_t *doc;
+    assert_int_equal(post_events("{\"events\":[{\"id\":\"t1\",\"type\":\"metric\",\"ts\":5000,"
+                                 "\"unit\":\"u\",\"metric\":\"m\"},{\"id\":\"t1\",\"type\":"
+                                 "\"metric\",\"ts\":5001,\"unit\":\"u\",\"metric\":\"m\"}]}",
+                                 &doc),
+                     200);
+    assert_int_equal(json_int(doc, "accepted"), 1);
+    assert_int_equal(json_int(doc, "duplicates"), 1);
+    json_decref(doc);
+    assert_int_equal(post_events("{\"events\":[{\"id\":\"t1\",\"type\":\"metric\",\"ts\":9000,"
+                                 "\"unit\":\"u\",\"metric\":\"m\"}]}",
+                                 &doc),
+                     200);
+    assert_int_equal(json_int(doc, "accepted"), 0);
+    assert_int_equal(json_int(doc, "duplicates"), 1);
+    json_decref(doc);
+    assert_true(metric_value("abacus_collect_events_conflicting_duplicate_total") == 2);
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    start_collector();
+    assert_int_equal(post_events("{\"events\":[{\"id\":\"t1\",\"type\":\"metric\",\"ts\":7000,"
+                                 "\"unit\":\"u\",\"metric\":\"m\"},{\"id\":\"t2\",\"type\":"
+                                 "\"metric\",\"ts\":7000,\"unit\":\"u\",\"metric\":\"m\"}]}",
+                                 &doc),
+                     200);
+    assert_int_equal(json_int(doc, "accepted"), 1);
+    assert_int_equal(json_int(doc, "duplicates"), 1);
+    json_decref(doc);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id = 't1'"), 1);
+    assert_int_equal(query_int("SELECT client_ts FROM events WHERE id = 't1'"), 5000);
+    assert_int_equal(query_int("SELECT count(*) FROM events WHERE id = 't2'"), 1);
+}
+
 struct bad_case {
     const char *name;
     const char *ctype;
@@ -769,6 +807,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_retry_adds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conflicting_duplicate_keeps_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_with_other_timestamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ndjson_and_write_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segment_batch, setup, teardown),

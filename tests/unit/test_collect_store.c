@@ -146,11 +146,41 @@ static void test_hash_collision_probes(void **state)
     assert_int_equal(query_int("SELECT max(id_hash) - min(id_hash) FROM events"), 2);
 }
 
+/* The recent-ids map: what was put is found, an overwrite keeps the newest timestamp, and after
+ * any number of puts at least the last half-window is still there, in bounded memory. */
+static void test_recent_ids(void **state)
+{
+    (void)state;
+    assert_null(collect_recent_new(1));
+    struct collect_recent *r = collect_recent_new(1000);
+    int64_t ts = 0;
+    assert_int_equal(collect_recent_get(r, 42, &ts), 0);
+    collect_recent_put(r, 42, 7);
+    collect_recent_put(r, 0, 8); /* 0 is a hash like any other */
+    assert_int_equal(collect_recent_get(r, 42, &ts), 1);
+    assert_int_equal(ts, 7);
+    assert_int_equal(collect_recent_get(r, 0, &ts), 1);
+    assert_int_equal(ts, 8);
+    collect_recent_put(r, 42, 9);
+    assert_int_equal(collect_recent_get(r, 42, &ts), 1);
+    assert_int_equal(ts, 9);
+    for (int64_t i = 1000; i < 100000; i++) {
+        collect_recent_put(r, i * 7919, i);
+        /* the last 500 puts are always there */
+        int64_t back = i - 499 > 1000 ? i - 499 : 1000;
+        assert_int_equal(collect_recent_get(r, back * 7919, &ts), 1);
+        assert_int_equal(ts, back);
+    }
+    assert_int_equal(collect_recent_get(r, 1000 * 7919, &ts), 0); /* long gone */
+    collect_recent_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_duplicates_and_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_collision_probes, setup, teardown),
+        cmocka_unit_test(test_recent_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
