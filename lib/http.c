@@ -343,6 +343,22 @@ const char *ab_http_header(const struct ab_http_req *req, const char *name, size
     return h2o_strdup(&req->h2o->pool, h->value.base, h->value.len).base;
 }
 
+void ab_http_peer(const struct ab_http_req *req, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    h2o_conn_t *conn = req->h2o->conn;
+    buf[0] = '\0';
+    if (conn == NULL || conn->callbacks->get_peername == NULL ||
+        conn->callbacks->get_peername(conn, (struct sockaddr *)&ss) == 0)
+        return;
+    const void *addr = ss.ss_family == AF_INET6
+                           ? (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr
+                           : (const void *)&((const struct sockaddr_in *)&ss)->sin_addr;
+    if (inet_ntop(ss.ss_family, addr, buf, (socklen_t)len) == NULL)
+        buf[0] = '\0';
+}
+
 int ab_http_thread(const struct ab_http_req *req)
 {
     return req->w->index;

@@ -1,10 +1,12 @@
 /*
- * HTTP glue of the control plane: the admin JSON API under /api/v1/ (admin API key as a Bearer
- * token on every route) and the public snapshot routes GET /v1/snapshots/latest and
+ * HTTP glue of the control plane: the admin JSON API under /api/v1/ (an admin API key as a Bearer
+ * token, or a browser session cookie with its CSRF token, on every route; roles per route), the
+ * session and user routes, and the public snapshot routes GET /v1/snapshots/latest and
  * /v1/snapshots/{version}.db that assign nodes and HTTP caches fetch. Handlers parse, call
  * validate.c and store.c on the worker thread's own SQLite connection, and answer; the automatic
  * publish is signalled after each committed change. Documented in docs/admin-api.md.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sodium.h>
 #include "abacus/json.h"
 #include "abacus/mem.h"
 #include "web_int.h"
@@ -21,8 +24,48 @@
 
 /* ---------------------------------------------------------------- common steps */
 
-/* Authenticates the admin key and finds the thread's connection; answers itself on failure. */
-static struct ab_db *begin(struct ab_http_req *req, struct web *w, struct web_actor *who)
+/* 1 for methods that change something (they need the CSRF token with a session). */
+static int changes_state(const struct ab_http_req *req)
+{
+    const char *m = ab_http_method(req);
+    return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
+}
+
+/*
+ * The request's live session from its cookie; *found 0 when there is none (no cookie, unknown,
+ * ended, idle or too old). Errors only for the database.
+ */
+static enum ab_err session_of(struct ab_http_req *req, struct web *w, struct ab_db *db,
+                              struct web_session *s, int *found, struct ab_errinfo *ei)
+{
+    *found = 0;
+    size_t len = 0;
+    const char *cookie = ab_http_header(req, "cookie", &len);
+    char token[80], hash[65];
+    if (cookie == NULL || web_cookie_get(cookie, len, WEB_SESSION_COOKIE, token, sizeof(token)) != 0)
+        return AB_OK;
+    ab_snapshot_key_hash(token, hash);
+    return web_store_session_check(db, hash, ab_clock_now_ms(w->cfg.clock),
+                                   w->cfg.session_idle_s * 1000, w->cfg.session_max_s * 1000, s,
+                                   found, ei);
+}
+
+/* 1 when the request carries the session's CSRF token as X-CSRF-Token. */
+static int csrf_ok(struct ab_http_req *req, const struct web_session *s)
+{
+    size_t len = 0;
+    const char *t = ab_http_header(req, "x-csrf-token", &len);
+    return t != NULL && len == 64 && strlen(s->csrf) == 64 && sodium_memcmp(t, s->csrf, 64) == 0;
+}
+
+/*
+ * Authenticates the request and finds the thread's connection; answers itself on failure (401
+ * without credentials, 403 without the CSRF token or below the role need). Credentials: an admin
+ * API key as a Bearer token (acts as an admin), or a session cookie, with the session's CSRF token
+ * in X-CSRF-Token on every state change. who gets "key:<prefix>" or "user:<email>".
+ */
+static struct ab_db *begin(struct ab_http_req *req, struct web *w, struct web_actor *who,
+                           enum web_role need)
 {
     struct ab_errinfo ei;
     struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
@@ -30,9 +73,39 @@ static struct ab_db *begin(struct ab_http_req *req, struct web *w, struct web_ac
         ab_http_send_errinfo(req, AB_ERR_UNAVAILABLE, &ei);
         return NULL;
     }
+    ab_http_add_header(req, "Cache-Control", "no-store");
     size_t len = 0;
     const char *auth = ab_http_header(req, "authorization", &len);
-    if (auth == NULL || len < 8 || strncasecmp(auth, "Bearer ", 7) != 0) {
+    if (auth == NULL) {
+        struct web_session s;
+        int found = 0;
+        enum ab_err rc = session_of(req, w, db, &s, &found, &ei);
+        if (rc != AB_OK) {
+            ab_http_send_errinfo(req, rc, &ei);
+            return NULL;
+        }
+        if (!found) {
+            ab_http_add_header(req, "WWW-Authenticate", "Bearer");
+            ab_http_send_error(req, AB_ERR_UNAUTHORIZED, "authorization",
+                               "log in (POST /api/v1/session) or send an admin API key as "
+                               "Authorization: Bearer <key>");
+            return NULL;
+        }
+        if (changes_state(req) && !csrf_ok(req, &s)) {
+            ab_http_send_error(req, AB_ERR_FORBIDDEN, "x-csrf-token",
+                               "a change needs the session's CSRF token in X-CSRF-Token");
+            return NULL;
+        }
+        if (s.user.role < need) {
+            ab_http_send_error(req, AB_ERR_FORBIDDEN, "role",
+                               "the %s role may not do this (needs %s)",
+                               web_role_name(s.user.role), web_role_name(need));
+            return NULL;
+        }
+        snprintf(who->name, sizeof(who->name), "user:%.58s", s.user.email);
+        return db;
+    }
+    if (len < 8 || strncasecmp(auth, "Bearer ", 7) != 0) {
         ab_http_add_header(req, "WWW-Authenticate", "Bearer");
         ab_http_send_error(req, AB_ERR_UNAUTHORIZED, "authorization",
                            "send an admin API key as Authorization: Bearer <key>");
@@ -134,7 +207,7 @@ static void handle_experiment_list(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     const struct ab_url_query *q = ab_http_query(req);
@@ -170,7 +243,7 @@ static void handle_experiment_create(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_EDITOR);
     int failed;
     json_t *body = db != NULL ? read_body(req, 0, &failed) : NULL;
     if (body == NULL)
@@ -201,7 +274,7 @@ static void handle_experiment_get(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -254,7 +327,7 @@ static void handle_experiment_put(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_EDITOR);
     int failed;
     json_t *body = db != NULL ? read_body(req, 0, &failed) : NULL;
     if (body == NULL)
@@ -291,7 +364,7 @@ static void handle_experiment_put(struct ab_http_req *req, void *data)
 static void transition(struct ab_http_req *req, struct web *w, const char *action)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_EDITOR);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -309,7 +382,7 @@ static void transition(struct ab_http_req *req, struct web *w, const char *actio
 static void results(struct ab_http_req *req, struct web *w, int recompute)
 {
     struct web_actor who;
-    if (begin(req, w, &who) == NULL)
+    if (begin(req, w, &who, recompute ? WEB_ROLE_EDITOR : WEB_ROLE_VIEWER) == NULL)
         return;
     if (w->cfg.results == NULL) {
         ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "this server does not analyse results");
@@ -358,7 +431,7 @@ static void create_entity(struct ab_http_req *req, struct web *w, validate_fn va
                           create_fn create)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_EDITOR);
     int failed;
     json_t *body = db != NULL ? read_body(req, 0, &failed) : NULL;
     if (body == NULL)
@@ -388,7 +461,7 @@ static void handle_layer_create(struct ab_http_req *req, void *data)
 static void handle_metric_list(struct ab_http_req *req, void *data)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who);
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -400,7 +473,7 @@ static void handle_metric_list(struct ab_http_req *req, void *data)
 static void handle_metric_get(struct ab_http_req *req, void *data)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who);
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -412,7 +485,7 @@ static void handle_metric_get(struct ab_http_req *req, void *data)
 static void handle_layer_list(struct ab_http_req *req, void *data)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who);
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -424,7 +497,7 @@ static void handle_layer_list(struct ab_http_req *req, void *data)
 static void handle_layer_get(struct ab_http_req *req, void *data)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who);
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -438,7 +511,7 @@ static void handle_layer_get(struct ab_http_req *req, void *data)
 static void create_key(struct ab_http_req *req, struct web *w, const char *kind)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_ADMIN);
     if (db == NULL)
         return;
     int failed;
@@ -466,7 +539,7 @@ static void create_key(struct ab_http_req *req, struct web *w, const char *kind)
 static void list_keys(struct ab_http_req *req, struct web *w, const char *kind)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_ADMIN);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -478,7 +551,7 @@ static void list_keys(struct ab_http_req *req, struct web *w, const char *kind)
 static void revoke_key(struct ab_http_req *req, struct web *w, const char *kind)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_ADMIN);
     if (db == NULL)
         return;
     const char *text = ab_http_param(req, "id");
@@ -528,12 +601,208 @@ static void handle_ingest_key_list(struct ab_http_req *req, void *data)
     list_keys(req, data, "ingest");
 }
 
+/* ---------------------------------------------------------------- sessions and users */
+
+static void send_session(struct ab_http_req *req, int status, const struct web_user *u,
+                         const char *csrf, const struct web *w)
+{
+    ab_http_send_json(req, status,
+                      json_pack("{s:s, s:s, s:s, s:I, s:I}", "email", u->email, "role",
+                                web_role_name(u->role), "csrf_token", csrf, "idle_timeout_s",
+                                (json_int_t)w->cfg.session_idle_s, "max_age_s",
+                                (json_int_t)w->cfg.session_max_s));
+}
+
+/*
+ * POST /api/v1/session {"email", "password"}: a new session (cookie) and its CSRF token. Failed
+ * attempts count per email and per client address; over the limit: 429 with Retry-After. Unknown
+ * email and wrong password get the same 401 after the same amount of hashing work.
+ */
+static void handle_login(struct ab_http_req *req, void *data)
+{
+    struct web *w = data;
+    struct ab_errinfo ei;
+    ab_http_add_header(req, "Cache-Control", "no-store");
+    struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
+    if (db == NULL) {
+        ab_http_send_errinfo(req, AB_ERR_UNAVAILABLE, &ei);
+        return;
+    }
+    int failed;
+    json_t *body = read_body(req, 0, &failed);
+    if (body == NULL)
+        return;
+    const char *email = NULL, *password = NULL;
+    enum ab_err rc = web_validate_login(body, &email, &password, &ei);
+    if (rc != AB_OK) {
+        ab_http_send_errinfo(req, rc, &ei);
+        json_decref(body);
+        return;
+    }
+    char ip[64], ekey[300], ikey[80];
+    ab_http_peer(req, ip, sizeof(ip));
+    snprintf(ekey, sizeof(ekey), "email:%s", email);
+    for (char *p = ekey; *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    snprintf(ikey, sizeof(ikey), "ip:%s", ip);
+    int64_t now = ab_clock_now_ms(w->cfg.clock);
+    int64_t wait = web_throttle_wait_s(w->throttle, ekey, w->cfg.login_limit_email, now);
+    int64_t iwait = web_throttle_wait_s(w->throttle, ikey, w->cfg.login_limit_ip, now);
+    if (iwait > wait)
+        wait = iwait;
+    if (wait > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (long long)wait);
+        ab_http_add_header(req, "Retry-After", ra);
+        ab_http_send_error(req, AB_ERR_RATE_LIMITED, NULL,
+                           "too many failed logins; try again later");
+        AB_LOG_W(w->cfg.log, "login_throttled", "ip=%s", ip);
+        json_decref(body);
+        return;
+    }
+    struct web_user u;
+    int found = 0;
+    rc = web_store_user_find(db, email, &u, &found, &ei);
+    if (rc != AB_OK) {
+        ab_http_send_errinfo(req, rc, &ei);
+        json_decref(body);
+        return;
+    }
+    int ok = web_password_verify(found ? u.password_hash : w->dummy_hash, password) && found;
+    json_decref(body);
+    if (!ok) {
+        web_throttle_fail(w->throttle, ekey, now);
+        web_throttle_fail(w->throttle, ikey, now);
+        AB_LOG_W(w->cfg.log, "login_failed", "ip=%s", ip);
+        ab_http_send_error(req, AB_ERR_UNAUTHORIZED, NULL, "the email or password is wrong");
+        return;
+    }
+    web_throttle_clear(w->throttle, ekey);
+    char token[65], hash[65], csrf[65];
+    web_token_new(token);
+    web_token_new(csrf);
+    ab_snapshot_key_hash(token, hash);
+    if ((rc = web_store_session_create(db, u.id, hash, csrf, now, &ei)) != AB_OK) {
+        ab_http_send_errinfo(req, rc, &ei);
+        return;
+    }
+    char cookie[256];
+    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld",
+             WEB_SESSION_COOKIE, token, (long long)w->cfg.session_max_s);
+    ab_http_add_header(req, "Set-Cookie", cookie);
+    AB_LOG_I(w->cfg.log, "login", "user=%s ip=%s", u.email, ip);
+    send_session(req, 201, &u, csrf, w);
+}
+
+/* GET /api/v1/session: who is logged in (401 when nobody), with the CSRF token. */
+static void handle_session_get(struct ab_http_req *req, void *data)
+{
+    struct web *w = data;
+    struct ab_errinfo ei;
+    ab_http_add_header(req, "Cache-Control", "no-store");
+    struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
+    struct web_session s;
+    int found = 0;
+    enum ab_err rc = db != NULL ? session_of(req, w, db, &s, &found, &ei) : AB_ERR_UNAVAILABLE;
+    if (rc != AB_OK)
+        ab_http_send_errinfo(req, rc, &ei);
+    else if (!found)
+        ab_http_send_error(req, AB_ERR_UNAUTHORIZED, "session", "not logged in");
+    else
+        send_session(req, 200, &s.user, s.csrf, w);
+}
+
+/* DELETE /api/v1/session (with the CSRF token): logs out, ending the session server-side. */
+static void handle_logout(struct ab_http_req *req, void *data)
+{
+    struct web *w = data;
+    struct ab_errinfo ei;
+    ab_http_add_header(req, "Cache-Control", "no-store");
+    struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
+    struct web_session s;
+    int found = 0;
+    enum ab_err rc = db != NULL ? session_of(req, w, db, &s, &found, &ei) : AB_ERR_UNAVAILABLE;
+    if (rc == AB_OK && !found)
+        rc = ab_fail(&ei, AB_ERR_UNAUTHORIZED, "session", "not logged in");
+    else if (rc == AB_OK && !csrf_ok(req, &s))
+        rc = ab_fail(&ei, AB_ERR_FORBIDDEN, "x-csrf-token",
+                     "a change needs the session's CSRF token in X-CSRF-Token");
+    if (rc == AB_OK)
+        rc = web_store_session_end(db, s.id, ab_clock_now_ms(w->cfg.clock), &ei);
+    if (rc != AB_OK) {
+        ab_http_send_errinfo(req, rc, &ei);
+        return;
+    }
+    char cookie[128];
+    snprintf(cookie, sizeof(cookie), "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+             WEB_SESSION_COOKIE);
+    ab_http_add_header(req, "Set-Cookie", cookie);
+    ab_http_send_json(req, 200, json_pack("{s:b}", "logged_out", 1));
+}
+
+static void handle_user_create(struct ab_http_req *req, void *data)
+{
+    struct web *w = data;
+    struct web_actor who;
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_ADMIN);
+    int failed;
+    json_t *body = db != NULL ? read_body(req, 0, &failed) : NULL;
+    if (body == NULL)
+        return;
+    json_t *norm = NULL, *out = NULL;
+    struct ab_errinfo ei;
+    char hash[WEB_HASH_MAX];
+    enum ab_err rc = web_validate_user(body, &norm, &ei);
+    if (rc == AB_OK)
+        rc = web_password_hash(json_string_value(json_object_get(norm, "password")), hash, &ei);
+    if (rc == AB_OK)
+        rc = web_store_user_create(db, norm, hash, &who, ab_clock_now_ms(w->cfg.clock), &out,
+                                   &ei);
+    send_result(req, rc, 201, out, &ei);
+    json_decref(norm);
+    json_decref(body);
+}
+
+static void handle_user_list(struct ab_http_req *req, void *data)
+{
+    struct web_actor who;
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_ADMIN);
+    if (db == NULL)
+        return;
+    json_t *out = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = web_store_user_list(db, &out, &ei);
+    send_result(req, rc, 200, out, &ei);
+}
+
+static void handle_user_disable(struct ab_http_req *req, void *data)
+{
+    struct web *w = data;
+    struct web_actor who;
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_ADMIN);
+    if (db == NULL)
+        return;
+    const char *text = ab_http_param(req, "id");
+    char *end;
+    errno = 0;
+    long long id = strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || id <= 0) {
+        ab_http_send_error(req, AB_ERR_NOT_FOUND, "id", "no user %.40s", text);
+        return;
+    }
+    json_t *out = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc =
+        web_store_user_disable(db, id, &who, ab_clock_now_ms(w->cfg.clock), &out, &ei);
+    send_result(req, rc, 200, out, &ei);
+}
+
 /* ---------------------------------------------------------------- audit log */
 
 static void handle_audit(struct ab_http_req *req, void *data)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who);
+    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     const struct ab_url_query *q = ab_http_query(req);
@@ -565,7 +834,7 @@ static void handle_publish(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_EDITOR);
     if (db == NULL)
         return;
     struct web_snapshot_row row = {0};
@@ -583,7 +852,7 @@ static void handle_snapshot_list(struct ab_http_req *req, void *data)
 {
     struct web *w = data;
     struct web_actor who;
-    struct ab_db *db = begin(req, w, &who);
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_VIEWER);
     if (db == NULL)
         return;
     json_t *out = NULL;
@@ -757,6 +1026,12 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
         {"GET", "/api/v1/audit", handle_audit, 0},
         {"GET", "/api/v1/snapshots", handle_snapshot_list, 0},
         {"POST", "/api/v1/snapshots", handle_publish, 0},
+        {"POST", "/api/v1/session", handle_login, 0},
+        {"GET", "/api/v1/session", handle_session_get, 0},
+        {"DELETE", "/api/v1/session", handle_logout, 0},
+        {"GET", "/api/v1/users", handle_user_list, 0},
+        {"POST", "/api/v1/users", handle_user_create, 0},
+        {"DELETE", "/api/v1/users/{id}", handle_user_disable, 0},
         {"GET", "/v1/snapshots/latest", handle_manifest, 0},
         {"GET", "/v1/snapshots/{file}", handle_snapshot_file, 0},
     };
@@ -769,7 +1044,7 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
             return rc;
     }
     ab_http_add_metrics(srv, metrics_cb, w);
-    return AB_OK;
+    return web_static_mount(w, srv, ei);
 }
 
 enum ab_err web_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei)

@@ -1109,3 +1109,237 @@ enum ab_err web_store_audit_list(struct ab_db *db, const char *entity_type,
     *out = json_pack("{s:o}", "entries", list);
     return AB_OK;
 }
+
+/* ---------------------------------------------------------------- users */
+
+#define USER_COLUMNS "id, email, role, created_at, disabled_at"
+
+static json_t *render_user(sqlite3_stmt *st)
+{
+    return json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                     "email", col(st, 1), "role", col(st, 2), "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 3), "disabled_at",
+                     sqlite3_column_type(st, 4) == SQLITE_NULL
+                         ? json_null()
+                         : json_integer(sqlite3_column_int64(st, 4)));
+}
+
+static enum ab_err user_tx(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
+    struct tx *t = arg;
+    const char *email = json_string_value(json_object_get(t->in, "email"));
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db, "SELECT 1 FROM users WHERE email = ?1", &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    TEXT(st, 1, email);
+    int exists = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (exists)
+        return ab_fail(ei, AB_ERR_CONFLICT, "email", "a user with this email exists");
+    if ((rc = ab_db_prepare(db,
+                            "INSERT INTO users (email, password_hash, role, created_at) "
+                            "VALUES (?1, ?2, ?3, ?4)",
+                            &st, ei)) != AB_OK)
+        return rc;
+    TEXT(st, 1, email);
+    TEXT(st, 2, t->hash);
+    TEXT(st, 3, json_string_value(json_object_get(t->in, "role")));
+    sqlite3_bind_int64(st, 4, t->now);
+    if ((rc = ab_db_step_done(db, st, ei)) != AB_OK)
+        return rc;
+    if ((rc = ab_db_prepare(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?1", &st, ei)) !=
+        AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, sqlite3_last_insert_rowid(ab_db_handle(db)));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        t->out = render_user(st);
+    sqlite3_reset(st);
+    if (t->out == NULL)
+        return ab_fail(ei, AB_ERR_STORAGE, NULL, "the new user vanished");
+    return audit(db, t, "user.create", "user", email, NULL, t->out, ei);
+}
+
+enum ab_err web_store_user_create(struct ab_db *db, const json_t *user, const char *password_hash,
+                                  const struct web_actor *who, int64_t now, json_t **out,
+                                  struct ab_errinfo *ei)
+{
+    struct tx t = {.in = user, .hash = password_hash, .who = who, .now = now};
+    enum ab_err rc = ab_db_transaction(db, user_tx, &t, ei);
+    if (rc != AB_OK)
+        json_decref(t.out);
+    *out = rc == AB_OK ? t.out : NULL;
+    return rc;
+}
+
+enum ab_err web_store_user_list(struct ab_db *db, json_t **out, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db, "SELECT " USER_COLUMNS " FROM users ORDER BY id", &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    json_t *list = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(list, render_user(st));
+    sqlite3_reset(st);
+    *out = json_pack("{s:o}", "users", list);
+    return AB_OK;
+}
+
+static enum ab_err disable_tx(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
+    struct tx *t = arg;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?1 AND disabled_at IS NULL", &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, t->expected);
+    json_t *before = sqlite3_step(st) == SQLITE_ROW ? render_user(st) : NULL;
+    sqlite3_reset(st);
+    if (before == NULL)
+        return ab_fail(ei, AB_ERR_NOT_FOUND, "id", "no live user %lld", (long long)t->expected);
+    if ((rc = ab_db_prepare(db, "UPDATE users SET disabled_at = ?2 WHERE id = ?1", &st, ei)) ==
+        AB_OK) {
+        sqlite3_bind_int64(st, 1, t->expected);
+        sqlite3_bind_int64(st, 2, t->now);
+        rc = ab_db_step_done(db, st, ei);
+    }
+    if (rc == AB_OK && (rc = ab_db_prepare(db,
+                                           "UPDATE sessions SET ended_at = ?2 WHERE user_id = ?1 "
+                                           "AND ended_at IS NULL",
+                                           &st, ei)) == AB_OK) {
+        sqlite3_bind_int64(st, 1, t->expected);
+        sqlite3_bind_int64(st, 2, t->now);
+        rc = ab_db_step_done(db, st, ei);
+    }
+    if (rc == AB_OK) {
+        t->out = json_deep_copy(before);
+        json_object_set_new(t->out, "disabled_at", json_integer(t->now));
+        rc = audit(db, t, "user.disable", "user",
+                   json_string_value(json_object_get(before, "email")), before, t->out, ei);
+    }
+    json_decref(before);
+    return rc;
+}
+
+enum ab_err web_store_user_disable(struct ab_db *db, int64_t id, const struct web_actor *who,
+                                   int64_t now, json_t **out, struct ab_errinfo *ei)
+{
+    struct tx t = {.expected = id, .who = who, .now = now};
+    enum ab_err rc = ab_db_transaction(db, disable_tx, &t, ei);
+    if (rc != AB_OK)
+        json_decref(t.out);
+    *out = rc == AB_OK ? t.out : NULL;
+    return rc;
+}
+
+enum ab_err web_store_user_count(struct ab_db *db, int64_t *count, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db, "SELECT count(*) FROM users", &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    int src = sqlite3_step(st);
+    *count = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return src == SQLITE_ROW ? AB_OK : ab_db_fail(db, src, "cannot count users", ei);
+}
+
+enum ab_err web_store_user_find(struct ab_db *db, const char *email, struct web_user *u,
+                                int *found, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT id, email, role, password_hash FROM users WHERE "
+                                   "email = ?1 AND disabled_at IS NULL",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    TEXT(st, 1, email);
+    int src = sqlite3_step(st);
+    *found = src == SQLITE_ROW;
+    if (*found) {
+        u->id = sqlite3_column_int64(st, 0);
+        snprintf(u->email, sizeof(u->email), "%s", col(st, 1));
+        u->role = web_role_parse(col(st, 2));
+        snprintf(u->password_hash, sizeof(u->password_hash), "%s", col(st, 3));
+    }
+    sqlite3_reset(st);
+    return src == SQLITE_ROW || src == SQLITE_DONE ? AB_OK
+                                                   : ab_db_fail(db, src, "cannot find user", ei);
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+enum ab_err web_store_session_create(struct ab_db *db, int64_t user_id, const char *token_hash,
+                                     const char *csrf, int64_t now, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "INSERT INTO sessions (token_hash, user_id, csrf, created_at, "
+                                   "last_seen_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    TEXT(st, 1, token_hash);
+    sqlite3_bind_int64(st, 2, user_id);
+    TEXT(st, 3, csrf);
+    sqlite3_bind_int64(st, 4, now);
+    return ab_db_step_done(db, st, ei);
+}
+
+enum ab_err web_store_session_check(struct ab_db *db, const char *token_hash, int64_t now,
+                                    int64_t idle_ms, int64_t max_ms, struct web_session *s,
+                                    int *found, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    *found = 0;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT s.id, s.csrf, s.created_at, s.last_seen_at, u.id, "
+                                   "u.email, u.role FROM sessions s JOIN users u ON "
+                                   "u.id = s.user_id WHERE s.token_hash = ?1 AND s.ended_at IS "
+                                   "NULL AND u.disabled_at IS NULL",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    TEXT(st, 1, token_hash);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        memset(s, 0, sizeof(*s));
+        s->id = sqlite3_column_int64(st, 0);
+        snprintf(s->csrf, sizeof(s->csrf), "%s", col(st, 1));
+        s->created_at = sqlite3_column_int64(st, 2);
+        s->last_seen_at = sqlite3_column_int64(st, 3);
+        s->user.id = sqlite3_column_int64(st, 4);
+        snprintf(s->user.email, sizeof(s->user.email), "%s", col(st, 5));
+        s->user.role = web_role_parse(col(st, 6));
+    }
+    sqlite3_reset(st);
+    if (src != SQLITE_ROW)
+        return src == SQLITE_DONE ? AB_OK : ab_db_fail(db, src, "cannot read session", ei);
+    if (now - s->last_seen_at >= idle_ms || now - s->created_at >= max_ms)
+        return web_store_session_end(db, s->id, now, ei); /* expired: ended, not found */
+    *found = 1;
+    if (now - s->last_seen_at < 10000)
+        return AB_OK;
+    if ((rc = ab_db_prepare(db, "UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1", &st,
+                            ei)) != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, s->id);
+    sqlite3_bind_int64(st, 2, now);
+    return ab_db_step_done(db, st, ei);
+}
+
+enum ab_err web_store_session_end(struct ab_db *db, int64_t id, int64_t now,
+                                  struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db, "UPDATE sessions SET ended_at = ?2 WHERE id = ?1 AND ended_at IS NULL", &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now);
+    return ab_db_step_done(db, st, ei);
+}

@@ -58,11 +58,12 @@ void web_key_generate(const char *kind, char key[80], char prefix[16], char hash
     ab_snapshot_key_hash(key, hash);
 }
 
-/* Writes key to DATA_DIR/admin.key, mode 0600, atomically. */
-static enum ab_err write_key_file(struct web *w, const char *key, struct ab_errinfo *ei)
+/* Writes key to DATA_DIR/name, mode 0600, atomically. */
+static enum ab_err write_key_file(struct web *w, const char *name, const char *key,
+                                  struct ab_errinfo *ei)
 {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof(path), "%s/admin.key", w->data_dir);
+    snprintf(path, sizeof(path), "%s/%s", w->data_dir, name);
     snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -95,7 +96,7 @@ static enum ab_err bootstrap_admin_key(struct web *w, struct ab_db *db, struct a
                                    ab_clock_now_ms(w->cfg.clock), &row, ei)) != AB_OK)
         return rc;
     json_decref(row);
-    if ((rc = write_key_file(w, key, ei)) != AB_OK)
+    if ((rc = write_key_file(w, "admin.key", key, ei)) != AB_OK)
         return rc;
     if (w->cfg.announce != NULL) {
         fprintf(w->cfg.announce,
@@ -105,6 +106,47 @@ static enum ab_err bootstrap_admin_key(struct web *w, struct ab_db *db, struct a
         fflush(w->cfg.announce);
     }
     AB_LOG_I(w->cfg.log, "admin_key_created", "prefix=%s file=%s/admin.key", prefix, w->data_dir);
+    return AB_OK;
+}
+
+/*
+ * Creates the first user when there is none: admin@localhost with a random password, printed once
+ * and kept in DATA_DIR/admin.password (mode 0600) for the browser login.
+ */
+static enum ab_err bootstrap_admin_user(struct web *w, struct ab_db *db, struct ab_errinfo *ei)
+{
+    int64_t n = 0;
+    enum ab_err rc = web_store_user_count(db, &n, ei);
+    if (rc != AB_OK || n > 0)
+        return rc;
+    unsigned char raw[18];
+    char password[32], hash[WEB_HASH_MAX];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(password, sizeof(password), raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    json_t *user = json_pack("{s:s, s:s, s:s}", "email", "admin@localhost", "password", password,
+                             "role", "admin");
+    json_t *row = NULL;
+    struct web_actor system = {"system"};
+    if ((rc = web_password_hash(password, hash, ei)) == AB_OK)
+        rc = web_store_user_create(db, user, hash, &system, ab_clock_now_ms(w->cfg.clock), &row,
+                                   ei);
+    json_decref(user);
+    json_decref(row);
+    if (rc == AB_OK)
+        rc = write_key_file(w, "admin.password", password, ei);
+    if (rc != AB_OK)
+        return rc;
+    if (w->cfg.announce != NULL) {
+        fprintf(w->cfg.announce,
+                "abacus: created the first user (shown once; the password is also in "
+                "%s/admin.password):\n  open the URL below in a browser and log in as "
+                "admin@localhost with password %s\n",
+                w->data_dir, password);
+        fflush(w->cfg.announce);
+    }
+    AB_LOG_I(w->cfg.log, "admin_user_created", "email=admin@localhost file=%s/admin.password",
+             w->data_dir);
     return AB_OK;
 }
 
@@ -123,6 +165,16 @@ enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_er
         w->cfg.debounce_ms = 300;
     if (w->cfg.clock == NULL)
         w->cfg.clock = &ab_clock_system;
+    if (w->cfg.session_idle_s <= 0)
+        w->cfg.session_idle_s = 1800;
+    if (w->cfg.session_max_s <= 0)
+        w->cfg.session_max_s = 43200;
+    if (w->cfg.login_limit_email <= 0)
+        w->cfg.login_limit_email = 5;
+    if (w->cfg.login_limit_ip <= 0)
+        w->cfg.login_limit_ip = 20;
+    w->throttle = ab_mem_calloc(1, sizeof(*w->throttle));
+    web_throttle_init(w->throttle, 15 * 60 * 1000);
     w->data_dir = ab_mem_strdup(cfg->data_dir);
     size_t n = strlen(w->data_dir) + 32;
     w->db_path = ab_mem_calloc(1, n);
@@ -141,7 +193,9 @@ enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_er
     }
     if ((rc = web_db_open(w, &db, ei)) != AB_OK ||
         (rc = ab_migrate(db, ab_migrations, ab_migrations_count, NULL, NULL, ei)) != AB_OK ||
-        (rc = bootstrap_admin_key(w, db, ei)) != AB_OK)
+        (rc = bootstrap_admin_key(w, db, ei)) != AB_OK ||
+        (rc = bootstrap_admin_user(w, db, ei)) != AB_OK ||
+        (rc = web_password_hash("no user has this password", w->dummy_hash, ei)) != AB_OK)
         goto Exit;
     *out = w;
     w = NULL;
@@ -274,6 +328,8 @@ void web_free(struct web *w)
     pthread_mutex_destroy(&w->publish_lock);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
+    web_throttle_dispose(w->throttle);
+    free(w->throttle);
     free(w->data_dir);
     free(w->db_path);
     free(w->snap_dir);

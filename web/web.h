@@ -4,7 +4,8 @@
  * layers, metrics, API keys, audit log, snapshots; admin API keys as Bearer tokens), and publishes
  * immutable, versioned snapshot files that assign nodes fetch through GET /v1/snapshots/latest
  * and /v1/snapshots/{version}.db. main.c creates it, mounts it on an HTTP server and starts it.
- * The browser UI and sessions are not here yet.
+ * It also serves the browser UI (web/static/, compiled into the binary) and its sessions: users
+ * with roles, argon2id passwords, session cookies with CSRF tokens (docs/admin-api.md).
  */
 #ifndef ABACUS_WEB_H
 #define ABACUS_WEB_H
@@ -45,12 +46,17 @@ struct web_config {
     FILE *announce;             /* where a generated admin key is printed (stdout); NULL: none */
     web_results_cb results;     /* GET .../results and POST .../analyze; NULL: they answer 503 */
     void *results_data;
+    int64_t session_idle_s;     /* a session unused this long ends; 0 = 1800 */
+    int64_t session_max_s;      /* a session ends this long after login; 0 = 43200 (12 h) */
+    int login_limit_email;      /* failed logins per email per 15 min before 429; 0 = 5 */
+    int login_limit_ip;         /* failed logins per client address per 15 min; 0 = 20 */
 };
 
 /*
  * Creates the component: makes DATA_DIR and DATA_DIR/snapshots, migrates the control database,
  * and when no admin key exists creates one, prints it to cfg->announce and writes it to
- * DATA_DIR/admin.key (mode 0600). Errors: AB_ERR_IO, AB_ERR_STORAGE, AB_ERR_SCHEMA_TOO_NEW.
+ * DATA_DIR/admin.key (mode 0600); when no user exists creates admin@localhost with a random
+ * password, printed to cfg->announce and written to DATA_DIR/admin.password (mode 0600). Errors: AB_ERR_IO, AB_ERR_STORAGE, AB_ERR_SCHEMA_TOO_NEW.
  */
 enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_errinfo *ei);
 

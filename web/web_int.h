@@ -57,6 +57,71 @@ enum ab_err web_validate_condition(const json_t *cond, const char *path, struct 
 /* 1 when s is 1 to max bytes of UTF-8 without control characters. */
 int web_valid_text(const char *s, size_t len, size_t max, int allow_empty);
 
+/* --- authentication (auth.c): pure, no SQLite, no sockets; fuzzed by fuzz_admin.c --- */
+
+enum web_role { WEB_ROLE_NONE = 0, WEB_ROLE_VIEWER = 1, WEB_ROLE_EDITOR = 2, WEB_ROLE_ADMIN = 3 };
+
+#define WEB_EMAIL_MAX 254
+#define WEB_PASSWORD_MIN 12      /* bytes, for new users */
+#define WEB_PASSWORD_MAX 1024    /* bytes */
+#define WEB_SESSION_COOKIE "abacus_session"
+#define WEB_HASH_MAX 128         /* crypto_pwhash_STRBYTES */
+
+/* "admin", "editor", "viewer" to the role; WEB_ROLE_NONE for anything else. */
+enum web_role web_role_parse(const char *s);
+const char *web_role_name(enum web_role r);
+
+/*
+ * A login body {"email", "password"}: *email and *password point into in (owned by it).
+ * AB_ERR_INVALID_FIELD naming the field when missing, not a string, empty or too long.
+ */
+enum ab_err web_validate_login(const json_t *in, const char **email, const char **password,
+                               struct ab_errinfo *ei);
+
+/* A user body {"email", "password", "role"}, normalized (email trimmed, role "viewer" when
+ * absent); the password is checked (WEB_PASSWORD_MIN..MAX bytes) and kept as given. */
+enum ab_err web_validate_user(const json_t *in, json_t **out, struct ab_errinfo *ei);
+
+/*
+ * argon2id (libsodium crypto_pwhash_str, OPSLIMIT/MEMLIMIT_INTERACTIVE) of password into
+ * out[WEB_HASH_MAX]. AB_ERR_INTERNAL when out of memory.
+ */
+enum ab_err web_password_hash(const char *password, char out[WEB_HASH_MAX], struct ab_errinfo *ei);
+/* 1 when password matches hash (an encoded crypto_pwhash_str string); 0 otherwise. */
+int web_password_verify(const char *hash, const char *password);
+
+/*
+ * The value of cookie name in a Cookie header (header[0..len)) copied into out[0..outlen),
+ * NUL-terminated. Returns 0, or -1 when absent, empty or longer than outlen - 1.
+ */
+int web_cookie_get(const char *header, size_t len, const char *name, char *out, size_t outlen);
+
+/* A new random token: 32 bytes from randombytes as 64 hex digits into out[65]. */
+void web_token_new(char out[65]);
+
+/*
+ * Login throttling: failed attempts are counted per key ("email:a@b.c", "ip:127.0.0.1") in a
+ * fixed table; when a key reaches its limit within the window, further attempts wait until the
+ * window of its oldest counted failure ends. Thread-safe. Times are ms since the epoch.
+ */
+#define WEB_THROTTLE_SLOTS 4096
+struct web_throttle_slot {
+    char key[280];
+    int64_t window_start; /* ms since epoch; 0 = free slot */
+    int failures;
+};
+struct web_throttle {
+    pthread_mutex_t lock;
+    int64_t window_ms;  /* e.g. 15 minutes */
+    struct web_throttle_slot slots[WEB_THROTTLE_SLOTS];
+};
+void web_throttle_init(struct web_throttle *t, int64_t window_ms);
+void web_throttle_dispose(struct web_throttle *t);
+/* Seconds to wait before key may try again (0: go ahead) given limit failures per window. */
+int64_t web_throttle_wait_s(struct web_throttle *t, const char *key, int limit, int64_t now);
+void web_throttle_fail(struct web_throttle *t, const char *key, int64_t now);
+void web_throttle_clear(struct web_throttle *t, const char *key);
+
 /* --- the control database (store.c) --- */
 
 struct web_actor {
@@ -128,6 +193,52 @@ enum ab_err web_store_key_count(struct ab_db *db, const char *kind, int64_t *cou
 enum ab_err web_store_key_check(struct ab_db *db, const char *kind, const char *key_hash, int *ok,
                                 char prefix[16], struct ab_errinfo *ei);
 
+/* --- users and sessions --- */
+
+/* Creates a user from a validated body (see web_validate_user) with password_hash. AB_ERR_CONFLICT
+ * when the email exists. *out: the user as the API shows it (no hash). */
+enum ab_err web_store_user_create(struct ab_db *db, const json_t *user, const char *password_hash,
+                                  const struct web_actor *who, int64_t now, json_t **out,
+                                  struct ab_errinfo *ei);
+enum ab_err web_store_user_list(struct ab_db *db, json_t **out, struct ab_errinfo *ei);
+/* Disables user id and ends its sessions. AB_ERR_NOT_FOUND when no live user has it. */
+enum ab_err web_store_user_disable(struct ab_db *db, int64_t id, const struct web_actor *who,
+                                   int64_t now, json_t **out, struct ab_errinfo *ei);
+enum ab_err web_store_user_count(struct ab_db *db, int64_t *count, struct ab_errinfo *ei);
+
+struct web_user {
+    int64_t id;
+    char email[WEB_EMAIL_MAX + 1];
+    enum web_role role;
+    char password_hash[WEB_HASH_MAX];
+};
+/* The live (not disabled) user with email (case-insensitive); *found 0 when none. */
+enum ab_err web_store_user_find(struct ab_db *db, const char *email, struct web_user *u,
+                                int *found, struct ab_errinfo *ei);
+
+/* Records a new session of user_id: token_hash is the hex SHA-256 of the cookie value. */
+enum ab_err web_store_session_create(struct ab_db *db, int64_t user_id, const char *token_hash,
+                                     const char *csrf, int64_t now, struct ab_errinfo *ei);
+
+struct web_session {
+    int64_t id;
+    struct web_user user;  /* password_hash left empty */
+    char csrf[65];
+    int64_t created_at, last_seen_at; /* ms since epoch */
+};
+/*
+ * The live session whose cookie hashes to token_hash, when neither idle_ms since its last use nor
+ * max_ms since its creation have passed at now and its user is live; *found 0 otherwise (an
+ * expired session is ended then). A found session's last use is moved to now (written at most
+ * once every 10 s).
+ */
+enum ab_err web_store_session_check(struct ab_db *db, const char *token_hash, int64_t now,
+                                    int64_t idle_ms, int64_t max_ms, struct web_session *s,
+                                    int *found, struct ab_errinfo *ei);
+/* Ends session id (logout). */
+enum ab_err web_store_session_end(struct ab_db *db, int64_t id, int64_t now,
+                                  struct ab_errinfo *ei);
+
 /* entity_type / entity_key may be NULL (any); before_id 0 = newest. */
 enum ab_err web_store_audit_list(struct ab_db *db, const char *entity_type,
                                  const char *entity_key, int64_t before_id, int64_t limit,
@@ -186,6 +297,8 @@ struct web {
     _Atomic int64_t published_version;
     _Atomic uint64_t publishes;
     _Atomic uint64_t publish_failures;
+    struct web_throttle *throttle; /* failed logins */
+    char dummy_hash[WEB_HASH_MAX]; /* verified against for unknown emails (same work) */
 };
 
 /* The worker thread's connection (opened on first use), or NULL with ei set. */
@@ -200,6 +313,20 @@ enum ab_err web_db_open(struct web *w, struct ab_db **out, struct ab_errinfo *ei
 /* A new random key "<kind prefix>_<64 hex digits>" into key[80]; its display prefix into
  * prefix[16]; its SHA-256 (hex) into hash[65]. */
 void web_key_generate(const char *kind, char key[80], char prefix[16], char hash[65]);
+
+/* One file of the UI, compiled in from web/static/ by cmake/embed_static.cmake. */
+struct web_static_file {
+    const char *path;         /* "/static/js/app.js" */
+    const char *content_type; /* "text/javascript; charset=utf-8" */
+    const char *data;
+    size_t len;               /* bytes */
+    const char *etag;         /* "\"<16 hex digits of its SHA-256>\"" */
+};
+extern const struct web_static_file web_static_files[];
+extern const size_t web_static_files_count;
+
+/* Registers GET / (index.html) and GET <path> of every static file (static.c). */
+enum ab_err web_static_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
 
 /* Registers the HTTP routes (api.c). */
 enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);

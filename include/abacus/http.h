@@ -115,6 +115,12 @@ const char *ab_http_body(const struct ab_http_req *req, size_t *len);
 /* Value of the first header called name (case-insensitive), or NULL; *len gets its length. */
 const char *ab_http_header(const struct ab_http_req *req, const char *name, size_t *len);
 
+/*
+ * The client's address as text ("127.0.0.1", "::1") into buf[0..len) (NUL-terminated; "" when
+ * unknown). The TCP peer: a proxy in front shows as the proxy.
+ */
+void ab_http_peer(const struct ab_http_req *req, char *buf, size_t len);
+
 /* Index of the worker thread handling the request, 0 .. ab_http_server_threads() - 1. */
 int ab_http_thread(const struct ab_http_req *req);
 
