@@ -59,6 +59,12 @@ foreach(it web replication geo)
 endforeach()
 abacus_test(test_web_validate SOURCES tests/unit/test_web_validate.c LABELS unit)
 target_link_libraries(test_web_validate PRIVATE abacus_web)
+abacus_test(test_web_auth SOURCES tests/unit/test_web_auth.c LABELS unit)
+target_link_libraries(test_web_auth PRIVATE abacus_web)
+# Sessions, CSRF, roles, throttling and timeouts: the control plane in-process on loopback with
+# a clock the test moves.
+abacus_test(it_auth SOURCES tests/integration/it_auth.c LABELS integration TIMEOUT 300)
+target_link_libraries(it_auth PRIVATE abacus_web)
 
 foreach(it collect collect_crash)
   abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
@@ -97,6 +103,19 @@ add_test(NAME sdk_segment_collect
 set_tests_properties(sdk_segment_collect PROPERTIES LABELS integration TIMEOUT 300
                      ENVIRONMENT "${TEST_ENV}")
 
+# The web UI in headless Chromium (Debian's chromium) driven by playwright-core (scripts/test
+# installs both), against a real `abacus up`; screenshots land in e2e-artifacts/.
+find_program(CHROMIUM NAMES chromium chromium-browser)
+if(NOT CHROMIUM OR NOT EXISTS ${CMAKE_SOURCE_DIR}/tests/e2e/node_modules/playwright-core)
+  message(FATAL_ERROR "the UI tests need chromium and tests/e2e/node_modules "
+                      "(scripts/test installs both)")
+endif()
+add_test(NAME e2e_ui
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/run_e2e.sh $<TARGET_FILE:abacus>
+                 ${CMAKE_BINARY_DIR}/e2e-artifacts)
+set_tests_properties(e2e_ui PROPERTIES LABELS "integration;e2e" TIMEOUT 600
+                     ENVIRONMENT "${TEST_ENV};CHROMIUM=${CHROMIUM}")
+
 # libFuzzer steers by the coverage of the code under test, so with ABACUS_FUZZ the component
 # libraries that fuzz targets exercise are instrumented too.
 if(ABACUS_FUZZ)
@@ -108,7 +127,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition admin manifest events)
+foreach(target url json jsonw condition admin session manifest events)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -131,7 +150,7 @@ foreach(target url json jsonw condition admin manifest events)
   if(target STREQUAL "condition" OR target STREQUAL "manifest")
     target_link_libraries(${exe} PRIVATE abacus_assign)
   endif()
-  if(target STREQUAL "admin")
+  if(target STREQUAL "admin" OR target STREQUAL "session")
     target_link_libraries(${exe} PRIVATE abacus_web)
   endif()
   if(target STREQUAL "events")

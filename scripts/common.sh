@@ -9,7 +9,9 @@ BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-de
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
 # the lint tools, sqlite3 (tests edit snapshot files with it), nginx (the regional mirror of the
 # geo test) and python3 (the snapshot origin that serves faults to the replication test).
-TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3 nginx python3)
+# chromium runs the browser tests of the UI (tests/e2e, driven by playwright-core).
+TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3 nginx python3
+  chromium)
 
 # node and npm run the GrowthBook SDK agreement test; Debian's packages unless a node is present.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -25,6 +27,13 @@ ensure_sdk_packages() {
     [ -d "$ROOT/tests/sdk/node_modules/@segment/analytics-node" ] && return 0
   log "installing tests/sdk npm packages"
   (cd "$ROOT/tests/sdk" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+# ensure_e2e_packages: the pinned npm packages of tests/e2e (playwright-core, package-lock.json).
+ensure_e2e_packages() {
+  [ -d "$ROOT/tests/e2e/node_modules/playwright-core" ] && return 0
+  log "installing tests/e2e npm packages"
+  (cd "$ROOT/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 # ensure_packages PKG...: apt-get update once and install those not installed yet.
