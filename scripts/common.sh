@@ -9,9 +9,10 @@ BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-de
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
 # the lint tools, sqlite3 (tests edit snapshot files with it), nginx (the regional mirror of the
 # geo test) and python3 (the snapshot origin that serves faults to the replication test).
-# chromium runs the browser tests of the UI (tests/e2e, driven by playwright-core).
+# chromium runs the browser tests of the UI (tests/e2e, driven by playwright-core);
+# python3-jsonschema validates the nightly report against the results schema.
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3 nginx python3
-  chromium)
+  chromium python3-jsonschema)
 
 # node and npm run the GrowthBook SDK agreement test; Debian's packages unless a node is present.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -20,13 +20,16 @@ static void usage(FILE *out)
           "                 [--port-file PATH] [--poll-interval S]\n"
           "                 [--snapshot-file PATH | --snapshot-url URL --cache-dir DIR]\n"
           "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
+          "                 [--report-at HH:MM|off] [--report-webhook URL]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
           "and assignments from the snapshots it publishes (or from --snapshot-file /\n"
           "--snapshot-url, see abacus assign --help), and collects events into\n"
           "DIR/events.db (see abacus collect --help), checking ingest keys against the\n"
-          "published snapshot. Stops cleanly on SIGINT or SIGTERM.\n",
+          "published snapshot. Writes the previous UTC day's results report into DIR/reports/\n"
+          "daily at --report-at (default 02:00 UTC; see abacus web --help). Stops cleanly on\n"
+          "SIGINT or SIGTERM.\n",
           out);
 }
 
@@ -52,6 +55,7 @@ static void on_publish(void *data, const char *path, int64_t version)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
+                                         CMD_REPORT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
@@ -59,15 +63,19 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     const char *data_dir = "./data";
     struct cmd_assign_flags aflags = {.poll_s = 5};
     struct cmd_web_flags wflags = {0};
+    struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
     int opt;
     while ((opt = getopt_long(argc, argv,
-                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING "D:h",
+                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
+                                  CMD_REPORT_OPTSTRING "D:h",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_assign_flag(&aflags, opt, optarg);
         if (handled == 0)
             handled = cmd_web_flag(&wflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_report_flag(&rflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -106,6 +114,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct assign_node *node = NULL;
     struct collect_node *collector = NULL;
     struct up_follow follow = {NULL, NULL};
+    struct cmd_report report = {0};
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
     if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
@@ -114,12 +123,14 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     }
     if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
         cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
-        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0)
+        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0 ||
+        cmd_report_attach(&rflags, data_dir, log, &report) != 0)
         goto Exit;
     atomic_store(&follow.node, node);
     atomic_store(&follow.collector, collector);
     code = cmd_serve(srv, &flags, log, "up");
 Exit:
+    cmd_report_detach(&report);
     atomic_store(&follow.node, NULL);
     atomic_store(&follow.collector, NULL);
     web_stop(web);
