@@ -204,3 +204,10 @@ target_compile_definitions(it_report PRIVATE
 set_tests_properties(it_report PROPERTIES FIXTURES_SETUP report_html)
 abacus_test(test_report_schedule SOURCES tests/unit/test_report_schedule.c LABELS unit)
 target_link_libraries(test_report_schedule PRIVATE abacus_analyze abacus_collect)
+# ... and the HTML it_report left in the build dir, opened from file:// in headless Chromium with
+# the network blocked; the screenshot lands in e2e-artifacts/report.png.
+add_test(NAME e2e_report
+         COMMAND ${NODE} ${CMAKE_SOURCE_DIR}/tests/e2e/report.test.mjs
+                 ${CMAKE_BINARY_DIR}/report-e2e ${CMAKE_BINARY_DIR}/e2e-artifacts)
+set_tests_properties(e2e_report PROPERTIES LABELS "integration;e2e" TIMEOUT 300
+                     FIXTURES_REQUIRED report_html ENVIRONMENT "${TEST_ENV};CHROMIUM=${CHROMIUM}")
