@@ -128,7 +128,9 @@ static void check_quality(const char *key, const json_t *r, json_t *quality)
     const char *vk;
     const json_t *vn;
     json_object_foreach((json_t *)json_object_get(units, "by_variant"), vk, vn)
-    total += json_integer_value(vn);
+    {
+        total += json_integer_value(vn);
+    }
     double share = total > 0 ? (double)multi / (double)total : 0;
     if (share > ANALYZE_REPORT_MULTI_SHARE) {
         snprintf(msg, sizeof(msg),
@@ -147,17 +149,17 @@ static void append_text(char **buf, size_t *len, const char *fmt, ...)
 
 static void append_text(char **buf, size_t *len, const char *fmt, ...)
 {
-    va_list ap, ap2;
+    va_list ap;
     va_start(ap, fmt);
-    va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n > 0) {
         *buf = ab_mem_realloc(*buf, *len + (size_t)n + 1);
-        vsnprintf(*buf + *len, (size_t)n + 1, fmt, ap2);
+        va_start(ap, fmt);
+        vsnprintf(*buf + *len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
         *len += (size_t)n;
     }
-    va_end(ap2);
 }
 
 /* The one-paragraph text of the summary (Slack's "text" field of the notification). */
@@ -187,10 +189,12 @@ static json_t *summary_text(const char *date, size_t nexp, const json_t *decisio
     if (json_array_size(decisions) == 0)
         append_text(&t, &len, " No decisions.");
     json_array_foreach(regressions, i, d)
-    append_text(&t, &len, " Guardrail regression: %s, %s on %s.",
-                json_string_value(json_object_get(d, "experiment")),
-                json_string_value(json_object_get(d, "variant")),
-                json_string_value(json_object_get(d, "metric")));
+    {
+        append_text(&t, &len, " Guardrail regression: %s, %s on %s.",
+                    json_string_value(json_object_get(d, "experiment")),
+                    json_string_value(json_object_get(d, "variant")),
+                    json_string_value(json_object_get(d, "metric")));
+    }
     json_array_foreach(quality, i, d)
     {
         const json_t *e = json_object_get(d, "experiment");

@@ -42,7 +42,7 @@ struct cmd_report_flags {
         {"report-webhook-attempts", required_argument, NULL, 'X'},                                 \
         {"report-webhook-backoff-ms", required_argument, NULL, 'Y'}
 #define CMD_REPORT_OPTSTRING "R:W:X:Y:"
-#define CMD_REPORT_AT_DEFAULT (2 * 60) /* 02:00 UTC */
+#define CMD_REPORT_AT_DEFAULT 120L /* 02:00 UTC, in minutes */
 
 /* Like cmd_server_flag, for the report flags. */
 int cmd_report_flag(struct cmd_report_flags *f, int opt, const char *arg);

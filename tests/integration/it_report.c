@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
@@ -614,13 +615,70 @@ static void test_served(void **state)
     assert_int_equal(abacus_stop(&p, SIGTERM, 10000), 0);
 }
 
+/*
+ * abacus up wires the scheduler and the webhook: started with --report-at 00:00 on an empty data
+ * directory, it writes yesterday's report at once (the catch-up) and announces it to a receiver
+ * that refuses the first POST. Waits for the receiver's second line (up to 60 s).
+ */
+static void test_up_schedules(void **state)
+{
+    (void)state;
+    char log[700], url[128];
+    snprintf(log, sizeof(log), "%s/up-webhook.log", g_dir);
+    uint16_t port = start_receiver(log, 1);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", port);
+    time_t now = time(NULL);
+    time_t y = now - 86400;
+    struct tm tm;
+    gmtime_r(&y, &tm);
+    char yesterday[16];
+    strftime(yesterday, sizeof(yesterday), "%Y-%m-%d", &tm);
+    struct abacus_proc p;
+    const char *extra[] = {"--report-at", "00:00", "--report-webhook", url,
+                           "--report-webhook-backoff-ms", "50", NULL};
+    assert_int_equal(abacus_start(&p, extra), 0);
+    char *text = NULL;
+    int lines = 0;
+    for (int i = 0; i < 600 && lines < 2; i++) {
+        free(text);
+        text = slurp(log, NULL);
+        lines = 0;
+        for (const char *c = text; c != NULL && *c != '\0'; c++)
+            lines += *c == '\n';
+        if (lines < 2)
+            usleep(100000);
+    }
+    int code = abacus_stop(&p, SIGTERM, 15000);
+    stop_receiver();
+    if (lines < 2) {
+        char buf[8192];
+        abacus_log(&p, buf, sizeof(buf));
+        fail_msg("no delivery after the refused one; abacus log:\n%s", buf);
+    }
+    assert_int_equal(code, 0);
+    char *second = strchr(text, '\n') + 1;
+    json_t *j = json_loads(second, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+    const json_t *body = json_object_get(j, "body");
+    const char *date = json_string_value(json_object_get(body, "date"));
+    if (strcmp(date, yesterday) != 0)
+        assert_true(now % 86400 < 120); /* only when the test straddled midnight */
+    char path[800];
+    snprintf(path, sizeof(path), "%s/data/reports/%s/report.json", p.dir, date);
+    json_decref(j);
+    free(text);
+    assert_int_equal(access(path, F_OK), 0);
+    abacus_cleanup(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_files),   cmocka_unit_test(test_equals_analyze),
         cmocka_unit_test(test_summary),        cmocka_unit_test(test_rerun_and_escaping),
         cmocka_unit_test(test_webhook_retried), cmocka_unit_test(test_webhook_receiver_down),
-        cmocka_unit_test(test_served),
+        cmocka_unit_test(test_served),          cmocka_unit_test(test_up_schedules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
