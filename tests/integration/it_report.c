@@ -612,6 +612,33 @@ static void test_served(void **state)
     assert_int_equal(res.status, 404);
     http_response_free(&res);
     free(key);
+
+    /* a browser session (the first user, admin@localhost) reads it too */
+    snprintf(src, sizeof(src), "%s/admin.password", g_data);
+    char *pw = slurp(src, NULL);
+    assert_non_null(pw);
+    pw[strcspn(pw, "\r\n")] = '\0';
+    json_t *login = json_pack("{s:s, s:s}", "email", "admin@localhost", "password", pw);
+    char *body = json_dumps(login, JSON_COMPACT);
+    assert_int_equal(http_do(p.port, "POST", "/api/v1/session", "application/json", body,
+                             strlen(body), &res),
+                     0);
+    assert_int_equal(res.status, 201);
+    char cookie[512];
+    assert_non_null(http_header(&res, "set-cookie", cookie, sizeof(cookie)));
+    cookie[strcspn(cookie, ";")] = '\0';
+    http_response_free(&res);
+    snprintf(raw, sizeof(raw),
+             "GET /reports/" REPORT_DATE "/report.csv HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n"
+             "Connection: close\r\n\r\n",
+             cookie);
+    assert_int_equal(http_raw(p.port, raw, strlen(raw), &res), 0);
+    assert_int_equal(res.status, 200);
+    assert_non_null(strstr(res.body, "date,experiment,name,phase,metric"));
+    http_response_free(&res);
+    free(body);
+    json_decref(login);
+    free(pw);
     assert_int_equal(abacus_stop(&p, SIGTERM, 10000), 0);
 }
 
