@@ -63,7 +63,7 @@ typedef enum ab_err (*analyze_unpublished_cb)(void *data, int64_t as_of_ms, int6
 
 struct analyze_report_sources {
     struct ab_db *control;            /* read only here */
-    struct ab_db *events;             /* NULL: no events database yet (nothing analysed) */
+    struct ab_db *events;             /* read only; required (an empty one when none exists) */
     analyze_rejected_cb rejected;     /* NULL: rejected events are not counted */
     void *rejected_data;
     analyze_unpublished_cb unpublished; /* NULL: snapshot staleness is not checked */
