@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,30 +134,11 @@ static void check_quality(const char *key, const json_t *r, json_t *quality)
     if (share > ANALYZE_REPORT_MULTI_SHARE) {
         snprintf(msg, sizeof(msg),
                  "%lld of %lld exposed units (%.2f%%) saw more than one variant (limit %.0f%%)",
-                 (long long)multi, (long long)total, 100 * share,
-                 100 * ANALYZE_REPORT_MULTI_SHARE);
+                 (long long)multi, (long long)total, 100 * share, 100 * ANALYZE_REPORT_MULTI_SHARE);
         json_t *p = problem(key, "multiple_exposures", msg);
         json_object_set_new(p, "units", json_integer(multi));
         json_object_set_new(p, "share", json_real(share));
         json_array_append_new(quality, p);
-    }
-}
-
-static void append_text(char **buf, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void append_text(char **buf, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        *buf = ab_mem_realloc(*buf, *len + (size_t)n + 1);
-        va_start(ap, fmt);
-        vsnprintf(*buf + *len, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        *len += (size_t)n;
     }
 }
 
@@ -168,40 +148,44 @@ static json_t *summary_text(const char *date, size_t nexp, const json_t *decisio
 {
     char *t = NULL;
     size_t len = 0;
-    append_text(&t, &len, "Abacus results report %s: %zu experiment%s analysed.", date, nexp,
-                nexp == 1 ? "" : "s");
+    FILE *f = open_memstream(&t, &len);
+    if (f == NULL)
+        abort();
+    fprintf(f, "Abacus results report %s: %zu experiment%s analysed.", date, nexp,
+            nexp == 1 ? "" : "s");
     size_t i;
     const json_t *d;
     json_array_foreach(decisions, i, d)
     {
         const json_t *ci = json_object_get(d, "ci_sequential");
-        append_text(&t, &len, " %s: %s %s on %s, lift %+.2f%% [%+.2f%%, %+.2f%%].",
-                    json_string_value(json_object_get(d, "experiment")),
-                    json_string_value(json_object_get(d, "variant")),
-                    strcmp(json_string_value(json_object_get(d, "outcome")), "winner") == 0
-                        ? "wins"
-                        : "loses",
-                    json_string_value(json_object_get(d, "metric")),
-                    100 * json_number_value(json_object_get(d, "lift")),
-                    100 * json_number_value(json_array_get(ci, 0)),
-                    100 * json_number_value(json_array_get(ci, 1)));
+        fprintf(f, " %s: %s %s on %s, lift %+.2f%% [%+.2f%%, %+.2f%%].",
+                json_string_value(json_object_get(d, "experiment")),
+                json_string_value(json_object_get(d, "variant")),
+                strcmp(json_string_value(json_object_get(d, "outcome")), "winner") == 0 ? "wins"
+                                                                                        : "loses",
+                json_string_value(json_object_get(d, "metric")),
+                100 * json_number_value(json_object_get(d, "lift")),
+                100 * json_number_value(json_array_get(ci, 0)),
+                100 * json_number_value(json_array_get(ci, 1)));
     }
     if (json_array_size(decisions) == 0)
-        append_text(&t, &len, " No decisions.");
+        fprintf(f, " No decisions.");
     json_array_foreach(regressions, i, d)
     {
-        append_text(&t, &len, " Guardrail regression: %s, %s on %s.",
-                    json_string_value(json_object_get(d, "experiment")),
-                    json_string_value(json_object_get(d, "variant")),
-                    json_string_value(json_object_get(d, "metric")));
+        fprintf(f, " Guardrail regression: %s, %s on %s.",
+                json_string_value(json_object_get(d, "experiment")),
+                json_string_value(json_object_get(d, "variant")),
+                json_string_value(json_object_get(d, "metric")));
     }
     json_array_foreach(quality, i, d)
     {
         const json_t *e = json_object_get(d, "experiment");
-        append_text(&t, &len, " Data quality%s%s: %s.", json_is_string(e) ? ", " : "",
-                    json_is_string(e) ? json_string_value(e) : "",
-                    json_string_value(json_object_get(d, "message")));
+        fprintf(f, " Data quality%s%s: %s.", json_is_string(e) ? ", " : "",
+                json_is_string(e) ? json_string_value(e) : "",
+                json_string_value(json_object_get(d, "message")));
     }
+    if (fclose(f) != 0)
+        abort();
     json_t *out = json_string(t);
     free(t);
     return out;
@@ -224,8 +208,8 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
     for (size_t i = 0; i < n && rc == AB_OK; i++) {
         json_t *r = NULL;
         struct ab_errinfo one;
-        enum ab_err arc = analyze_compute(src->control, src->events, exps[i].key, as_of, NULL,
-                                          &r, &one);
+        enum ab_err arc =
+            analyze_compute(src->control, src->events, exps[i].key, as_of, NULL, &r, &one);
         if (arc == AB_ERR_STORAGE || arc == AB_ERR_IO) {
             *ei = one;
             rc = arc;
@@ -269,16 +253,17 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
             "{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "date", date, "text",
             summary_text(date, json_array_size(experiments), decisions, regressions, quality),
             "experiments", (json_int_t)json_array_size(experiments), "decisions", decisions,
-            "guardrail_regressions", regressions, "data_quality", quality,
-            "as_of", rfc3339(as_of), "rejected_events", (json_int_t)rejected);
+            "guardrail_regressions", regressions, "data_quality", quality, "as_of", rfc3339(as_of),
+            "rejected_events", (json_int_t)rejected);
         decisions = regressions = quality = NULL;
-        *out = json_pack("{s:s, s:o, s:{s:f, s:f, s:I, s:s}, s:o, s:o}", "date", date, "as_of",
-                         rfc3339(as_of), "thresholds", "srm_p_value", 0.001,
-                         "multiple_exposure_share", ANALYZE_REPORT_MULTI_SHARE,
-                         "stale_snapshot_minutes", (json_int_t)(ANALYZE_REPORT_STALE_MS / 60000),
-                         "significance", "always-valid sequential p-value below alpha (per "
-                                         "experiment), goal metrics corrected",
-                         "summary", summary, "experiments", experiments);
+        *out =
+            json_pack("{s:s, s:o, s:{s:f, s:f, s:I, s:s}, s:o, s:o}", "date", date, "as_of",
+                      rfc3339(as_of), "thresholds", "srm_p_value", 0.001, "multiple_exposure_share",
+                      ANALYZE_REPORT_MULTI_SHARE, "stale_snapshot_minutes",
+                      (json_int_t)(ANALYZE_REPORT_STALE_MS / 60000), "significance",
+                      "always-valid sequential p-value below alpha (per "
+                      "experiment), goal metrics corrected",
+                      "summary", summary, "experiments", experiments);
         experiments = NULL;
     }
     json_decref(experiments);
@@ -328,8 +313,8 @@ static const char CSV_HEADER[] =
     "rel_ci_fixed_high,rel_ci_sequential_low,rel_ci_sequential_high,p_value_sequential,"
     "p_value_adjusted,decision\r\n";
 
-static void csv_row(FILE *f, const char *date, const json_t *exp, const json_t *m,
-                    const json_t *v, const json_t *c)
+static void csv_row(FILE *f, const char *date, const json_t *exp, const json_t *m, const json_t *v,
+                    const json_t *c)
 {
     const json_t *r = json_object_get(exp, "results");
     const json_t *abs = json_object_get(c, "absolute"), *rel = json_object_get(c, "relative");

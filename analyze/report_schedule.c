@@ -24,8 +24,8 @@
 struct analyze_scheduler {
     struct analyze_schedule_config cfg;
     char *reports_dir;
-    int64_t failed_day;   /* the day whose last run failed, or -1 */
-    int64_t retry_at_ms;  /* wall clock: no new try of failed_day before */
+    int64_t failed_day;  /* the day whose last run failed, or -1 */
+    int64_t retry_at_ms; /* wall clock: no new try of failed_day before */
     int64_t backoff_ms;
     pthread_mutex_t lock; /* guards stop */
     pthread_cond_t cond;  /* CLOCK_MONOTONIC */

@@ -97,8 +97,7 @@ static void deliver(struct analyze_webhook *w, struct item *it)
     for (int attempt = 1; attempt <= w->cfg.attempts && body != NULL; attempt++) {
         char why[CURL_ERROR_SIZE + 32];
         if (post(w, body, why, sizeof(why)) == 0) {
-            AB_LOG_I(w->cfg.log, "report_webhook_delivered", "date=%s attempt=%d", date,
-                     attempt);
+            AB_LOG_I(w->cfg.log, "report_webhook_delivered", "date=%s attempt=%d", date, attempt);
             ok = 1;
             break;
         }

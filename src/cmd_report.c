@@ -44,8 +44,8 @@ int cmd_report_flag(struct cmd_report_flags *f, int opt, const char *arg)
             fprintf(stderr, "abacus: --report-at must be HH:MM (UTC, 00:00 to 23:59) or off\n");
             return -1;
         }
-        f->at_minute = ((arg[0] - '0') * 10 + (arg[1] - '0')) * 60 + (arg[3] - '0') * 10 +
-                       (arg[4] - '0');
+        f->at_minute =
+            ((arg[0] - '0') * 10 + (arg[1] - '0')) * 60 + (arg[3] - '0') * 10 + (arg[4] - '0');
         return 1;
     case 'W':
         if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0) {
@@ -57,9 +57,8 @@ int cmd_report_flag(struct cmd_report_flags *f, int opt, const char *arg)
     case 'X':
         return cmd_parse_int("report-webhook-attempts", arg, 1, 100, &f->attempts) == 0 ? 1 : -1;
     case 'Y':
-        return cmd_parse_int("report-webhook-backoff-ms", arg, 1, 300000, &f->backoff_ms) == 0
-                   ? 1
-                   : -1;
+        return cmd_parse_int("report-webhook-backoff-ms", arg, 1, 300000, &f->backoff_ms) == 0 ? 1
+                                                                                               : -1;
     default:
         return 0;
     }
@@ -77,8 +76,7 @@ static enum ab_err unpublished(void *data, int64_t as_of_ms, int64_t *since_ms,
     return web_unpublished_since(data, as_of_ms, since_ms, ei);
 }
 
-enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir,
-                           struct ab_errinfo *ei)
+enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir, struct ab_errinfo *ei)
 {
     const struct cmd_report *r = data;
     char control_path[4096], events_path[4096];

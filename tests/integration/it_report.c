@@ -39,8 +39,8 @@ extern const struct ab_migration collect_migrations[];
 extern const size_t collect_migrations_count;
 
 #define DAY 86400000LL
-#define START 1767225600000LL         /* 2026-01-01T00:00:00Z: the phases start */
-#define REPORT_DAY (START + 3 * DAY)  /* 2026-01-04 */
+#define START 1767225600000LL        /* 2026-01-01T00:00:00Z: the phases start */
+#define REPORT_DAY (START + 3 * DAY) /* 2026-01-04 */
 #define REPORT_DATE "2026-01-04"
 #define AS_OF "2026-01-05T00:00:00Z"
 #define EVIL_NAME "<script>alert(\"x\")</script> Checkout & <b>button</b>"
@@ -239,8 +239,8 @@ static char g_cmd_out[1 << 20];
 
 static int run_report(const char *out, const char *const *extra)
 {
-    const char *argv[24] = {ABACUS_BIN, "report", "--date", REPORT_DATE, "--data-dir", g_data,
-                            "--out", out};
+    const char *argv[24] = {ABACUS_BIN,   "report", "--date", REPORT_DATE,
+                            "--data-dir", g_data,   "--out",  out};
     size_t n = 8;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
         argv[n++] = extra[i];
@@ -310,8 +310,8 @@ static void test_equals_analyze(void **state)
     json_array_foreach(json_object_get(r, "experiments"), i, e)
     {
         const char *key = json_string_value(json_object_get(e, "key"));
-        const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", g_data, "--experiment", key,
-                              "--json", "--at", AS_OF, NULL};
+        const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", g_data, "--experiment",
+                              key,        "--json",  "--at",       AS_OF,  NULL};
         assert_int_equal(run_command(argv, g_cmd_out, sizeof(g_cmd_out)), 0);
         json_error_t jerr;
         json_t *a = json_loads(strchr(g_cmd_out, '{'), JSON_DISABLE_EOF_CHECK, &jerr);
@@ -324,9 +324,8 @@ static void test_equals_analyze(void **state)
         }
         /* and the numbers are real: n per arm and a computed lift */
         const json_t *m0 = json_array_get(json_object_get(mine, "metrics"), 0);
-        assert_true(json_integer_value(
-                        json_object_get(json_array_get(json_object_get(m0, "variants"), 0),
-                                        "n")) > 100);
+        assert_true(json_integer_value(json_object_get(
+                        json_array_get(json_object_get(m0, "variants"), 0), "n")) > 100);
         json_decref(a);
     }
     json_decref(r);
@@ -481,8 +480,13 @@ static void test_webhook_retried(void **state)
     snprintf(out, sizeof(out), "%s/hooked", g_dir);
     uint16_t port = start_receiver(log, 2);
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", port);
-    const char *extra[] = {"--report-webhook", url, "--report-webhook-attempts", "4",
-                           "--report-webhook-backoff-ms", "50", NULL};
+    const char *extra[] = {"--report-webhook",
+                           url,
+                           "--report-webhook-attempts",
+                           "4",
+                           "--report-webhook-backoff-ms",
+                           "50",
+                           NULL};
     int rc = run_report(out, extra);
     stop_receiver();
     assert_int_equal(rc, 0);
@@ -527,8 +531,13 @@ static void test_webhook_receiver_down(void **state)
     char url[128], out[700], path[800];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", ntohs(a.sin_port));
     snprintf(out, sizeof(out), "%s/unhooked", g_dir);
-    const char *extra[] = {"--report-webhook", url, "--report-webhook-attempts", "3",
-                           "--report-webhook-backoff-ms", "20", NULL};
+    const char *extra[] = {"--report-webhook",
+                           url,
+                           "--report-webhook-attempts",
+                           "3",
+                           "--report-webhook-backoff-ms",
+                           "20",
+                           NULL};
     assert_int_equal(run_report(out, extra), 0);
     snprintf(path, sizeof(path), "%s/report.json", out);
     assert_int_equal(access(path, F_OK), 0);
@@ -552,8 +561,8 @@ static void test_served(void **state)
     struct abacus_proc p;
     memset(&p, 0, sizeof(p));
     snprintf(p.dir, sizeof(p.dir), "%s", g_dir);
-    const char *args[] = {"web", "--data-dir", g_data, "--report-at", "off", "--threads", "2",
-                          NULL};
+    const char *args[] = {"web", "--data-dir", g_data, "--report-at",
+                          "off", "--threads",  "2",    NULL};
     assert_int_equal(abacus_spawn(&p, args), 0);
     snprintf(src, sizeof(src), "%s/admin.key", g_data);
     char *key = slurp(src, NULL);
@@ -592,9 +601,8 @@ static void test_served(void **state)
     free(file);
     http_response_free(&res);
 
-    assert_int_equal(http_do(p.port, "GET", "/reports/" REPORT_DATE "/report.csv", NULL, NULL,
-                             0, &res),
-                     0);
+    assert_int_equal(
+        http_do(p.port, "GET", "/reports/" REPORT_DATE "/report.csv", NULL, NULL, 0, &res), 0);
     assert_int_equal(res.status, 401);
     http_response_free(&res);
     snprintf(raw, sizeof(raw),
@@ -620,9 +628,9 @@ static void test_served(void **state)
     pw[strcspn(pw, "\r\n")] = '\0';
     json_t *login = json_pack("{s:s, s:s}", "email", "admin@localhost", "password", pw);
     char *body = json_dumps(login, JSON_COMPACT);
-    assert_int_equal(http_do(p.port, "POST", "/api/v1/session", "application/json", body,
-                             strlen(body), &res),
-                     0);
+    assert_int_equal(
+        http_do(p.port, "POST", "/api/v1/session", "application/json", body, strlen(body), &res),
+        0);
     assert_int_equal(res.status, 201);
     char cookie[512];
     assert_non_null(http_header(&res, "set-cookie", cookie, sizeof(cookie)));
@@ -661,8 +669,8 @@ static void test_up_schedules(void **state)
     char yesterday[16];
     strftime(yesterday, sizeof(yesterday), "%Y-%m-%d", &tm);
     struct abacus_proc p;
-    const char *extra[] = {"--report-at", "00:00", "--report-webhook", url,
-                           "--report-webhook-backoff-ms", "50", NULL};
+    const char *extra[] = {
+        "--report-at", "00:00", "--report-webhook", url, "--report-webhook-backoff-ms", "50", NULL};
     assert_int_equal(abacus_start(&p, extra), 0);
     char *text = NULL;
     int lines = 0;
@@ -702,8 +710,8 @@ static void test_up_schedules(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_report_files),   cmocka_unit_test(test_equals_analyze),
-        cmocka_unit_test(test_summary),        cmocka_unit_test(test_rerun_and_escaping),
+        cmocka_unit_test(test_report_files),    cmocka_unit_test(test_equals_analyze),
+        cmocka_unit_test(test_summary),         cmocka_unit_test(test_rerun_and_escaping),
         cmocka_unit_test(test_webhook_retried), cmocka_unit_test(test_webhook_receiver_down),
         cmocka_unit_test(test_served),          cmocka_unit_test(test_up_schedules),
     };
