@@ -26,10 +26,10 @@ static enum ab_err options_of(const struct analyze_settings *s, int64_t now_ms,
     return AB_OK;
 }
 
-/* The results of key as of now_ms; *def gets its definition (for the phase) when def is not NULL. */
-static enum ab_err compute(struct ab_db *control, struct ab_db *events, const char *key,
-                           int64_t now_ms, const struct analyze_settings *settings,
-                           json_t **results, int64_t *phase, struct ab_errinfo *ei)
+/* The results of key as of now_ms, and the phase they belong to in *phase. */
+static enum ab_err results_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                 int64_t now_ms, const struct analyze_settings *settings,
+                                 json_t **results, int64_t *phase, struct ab_errinfo *ei)
 {
     *results = NULL;
     struct analyze_options opt;
@@ -47,12 +47,12 @@ Exit:
     return rc;
 }
 
-enum ab_err analyze_compute(struct ab_db *control, struct ab_db *events, const char *key,
-                            int64_t now_ms, const struct analyze_settings *settings,
-                            json_t **results, struct ab_errinfo *ei)
+enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                     int64_t now_ms, const struct analyze_settings *settings,
+                                     json_t **results, struct ab_errinfo *ei)
 {
     int64_t phase;
-    return compute(control, events, key, now_ms, settings, results, &phase, ei);
+    return results_as_of(control, events, key, now_ms, settings, results, &phase, ei);
 }
 
 enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
@@ -61,7 +61,7 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
 {
     int64_t phase = 0;
     json_t *r = NULL;
-    enum ab_err rc = compute(control, events, key, now_ms, settings, &r, &phase, ei);
+    enum ab_err rc = results_as_of(control, events, key, now_ms, settings, &r, &phase, ei);
     if (rc != AB_OK)
         return rc;
     char *text = json_dumps(r, JSON_COMPACT);

@@ -34,9 +34,9 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
  * Like analyze_experiment, but leaves the stored results alone: the results as of now_ms (also
  * their computed_at), for the nightly report.
  */
-enum ab_err analyze_compute(struct ab_db *control, struct ab_db *events, const char *key,
-                            int64_t now_ms, const struct analyze_settings *settings,
-                            json_t **results, struct ab_errinfo *ei);
+enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                     int64_t now_ms, const struct analyze_settings *settings,
+                                     json_t **results, struct ab_errinfo *ei);
 
 /* The keys of the running experiments, sorted (*keys and each key the caller's, free()). */
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,
@@ -48,8 +48,8 @@ enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **resu
 
 /* --- the nightly report (report.c) --------------------------------------------------------- */
 
-#define ANALYZE_REPORT_MULTI_SHARE 0.01      /* flagged above 1% of exposed units */
-#define ANALYZE_REPORT_STALE_MS 3600000LL   /* configuration unpublished for more than 1 hour */
+#define ANALYZE_REPORT_MULTI_SHARE 0.01   /* flagged above 1% of exposed units */
+#define ANALYZE_REPORT_STALE_MS 3600000LL /* configuration unpublished for more than 1 hour */
 
 /* Rejected events received in [from_ms, to_ms) (the collector's count, wired in by main). */
 typedef enum ab_err (*analyze_rejected_cb)(void *data, int64_t from_ms, int64_t to_ms,
@@ -62,9 +62,9 @@ typedef enum ab_err (*analyze_unpublished_cb)(void *data, int64_t as_of_ms, int6
                                               struct ab_errinfo *ei);
 
 struct analyze_report_sources {
-    struct ab_db *control;            /* read only here */
-    struct ab_db *events;             /* read only; required (an empty one when none exists) */
-    analyze_rejected_cb rejected;     /* NULL: rejected events are not counted */
+    struct ab_db *control;        /* read only here */
+    struct ab_db *events;         /* read only; required (an empty one when none exists) */
+    analyze_rejected_cb rejected; /* NULL: rejected events are not counted */
     void *rejected_data;
     analyze_unpublished_cb unpublished; /* NULL: snapshot staleness is not checked */
     void *unpublished_data;
@@ -95,8 +95,8 @@ typedef enum ab_err (*analyze_report_run_cb)(void *data, int64_t day_ms, const c
                                              struct ab_errinfo *ei);
 
 struct analyze_schedule_config {
-    const char *reports_dir;   /* DATA_DIR/reports: one directory per day, YYYY-MM-DD */
-    int at_minute;             /* minutes after 00:00 UTC the previous day's report is due */
+    const char *reports_dir; /* DATA_DIR/reports: one directory per day, YYYY-MM-DD */
+    int at_minute;           /* minutes after 00:00 UTC the previous day's report is due */
     const struct ab_clock *clock;
     const struct ab_log *log;
     analyze_report_run_cb run;
@@ -134,10 +134,10 @@ void analyze_scheduler_free(struct analyze_scheduler *s); /* accepts NULL */
 /* --- the report's webhook (report_webhook.c) ------------------------------------------------- */
 
 struct analyze_webhook_config {
-    const char *url;          /* http:// or https:// */
-    int attempts;             /* deliveries tried per report; 0 = 6 */
-    int backoff_ms;           /* wait before the 2nd attempt, doubling, at most 5 min; 0 = 2000 */
-    int timeout_ms;           /* per attempt; 0 = 10000 */
+    const char *url; /* http:// or https:// */
+    int attempts;    /* deliveries tried per report; 0 = 6 */
+    int backoff_ms;  /* wait before the 2nd attempt, doubling, at most 5 min; 0 = 2000 */
+    int timeout_ms;  /* per attempt; 0 = 10000 */
     const struct ab_log *log;
 };
 

@@ -131,6 +131,37 @@ struct analyze_options {
     int64_t computed_at_ms;
 };
 
+/* One day of a comparison's series: the relative lift and its confidence sequence. */
+struct analyze_point {
+    int ok;          /* 0: the lift is not computable that day (no point in the series) */
+    double n;        /* units in the two arms */
+    double estimate, lo, hi;
+    double p_min;    /* always-valid p-value, running minimum up to this day */
+};
+
+/* A treatment against the baseline for one metric: as of the last day, and day by day. */
+struct analyze_comparison {
+    size_t metric, variant;
+    struct analyze_estimate abs, rel; /* the last day, fixed-horizon and sequential */
+    double p_abs_min, p_rel_min;      /* always-valid p-values: running minimum over the days */
+    double p_adjusted;                /* goal metrics: after the correction; others: p_rel_min */
+    struct analyze_point *series;     /* [ndays] */
+};
+
+/* The statistics of one experiment, before they become JSON. */
+struct analyze_computed {
+    struct analyze_comparison *comps; /* [nmetrics * (nvariants - 1)], metric-major */
+    size_t ncomps;
+    int srm_ok;                       /* the SRM test was computable */
+    int srm_mismatch;                 /* p < 0.001 */
+    double srm_chi2, srm_p;
+};
+
+/* Every statistic of def's results from agg into *out (analyze_computed_dispose). */
+void analyze_compute(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
+                     const struct analyze_options *opt, struct analyze_computed *out);
+void analyze_computed_dispose(struct analyze_computed *c);
+
 /* The results JSON (results.schema.json) of def from agg (a new reference). */
 json_t *analyze_results(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
                         const struct analyze_options *opt);

@@ -209,7 +209,7 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
         json_t *r = NULL;
         struct ab_errinfo one;
         enum ab_err arc =
-            analyze_compute(src->control, src->events, exps[i].key, as_of, NULL, &r, &one);
+            analyze_experiment_as_of(src->control, src->events, exps[i].key, as_of, NULL, &r, &one);
         if (arc == AB_ERR_STORAGE || arc == AB_ERR_IO) {
             *ei = one;
             rc = arc;

@@ -90,11 +90,11 @@ static int moments_of(const struct analyze_metric_def *m, const struct analyze_s
 
 /*
  * Variant v against the baseline on one day: absolute and relative estimates with their
- * fixed-horizon and sequential analyses. Binomial metrics without CUPED use the two-proportion
- * z-test, everything else Welch's t-test.
+ * sequential analysis and, when full (the last day), the fixed-horizon test too. Binomial metrics
+ * without CUPED use the two-proportion z-test, everything else Welch's t-test.
  */
 static void compare(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
-                    size_t metric, size_t v, size_t day, double alpha,
+                    size_t metric, size_t v, size_t day, double alpha, int full,
                     struct analyze_estimate *abs_out, struct analyze_estimate *rel_out)
 {
     const struct analyze_metric_def *m = &def->metrics[metric];
@@ -107,7 +107,9 @@ static void compare(const struct analyze_experiment_def *def, const struct analy
         return;
     for (int rel = 0; rel < 2; rel++) {
         struct analyze_estimate *e = rel ? rel_out : abs_out;
-        if (m->type == ANALYZE_BINOMIAL && !dm.cuped)
+        if (!full)
+            analyze_difference(&a, &b, rel, e);
+        else if (m->type == ANALYZE_BINOMIAL && !dm.cuped)
             analyze_ztest_proportions(&a, &b, rel, alpha, e);
         else
             analyze_welch(&a, &b, rel, alpha, e);
@@ -126,46 +128,30 @@ static json_t *estimate_json(const struct analyze_estimate *e, double p_seq_min)
                      "p_value_sequential", number(p_seq_min));
 }
 
-/* One comparison of the results, before the multiple-comparison correction. */
-struct comparison {
-    size_t metric, variant;
-    struct analyze_estimate abs, rel;
-    double p_abs_min, p_rel_min; /* always-valid p-values: running minimum over the days */
-    double p_adjusted;           /* goal metrics: corrected; others: p_rel_min */
-    json_t *series;
-};
-
 static void run_comparison(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
-                           double alpha, struct comparison *c)
+                           double alpha, struct analyze_comparison *c)
 {
     c->p_abs_min = 1;
     c->p_rel_min = 1;
-    c->series = json_array();
+    c->series = ab_mem_calloc(agg->ndays, sizeof(*c->series));
     for (size_t day = 0; day < agg->ndays; day++) {
-        compare(def, agg, c->metric, c->variant, day, alpha, &c->abs, &c->rel);
+        compare(def, agg, c->metric, c->variant, day, alpha, day + 1 == agg->ndays, &c->abs,
+                &c->rel);
         if (c->abs.ok)
             c->p_abs_min = fmin(c->p_abs_min, c->abs.p_seq);
         if (c->rel.ok)
             c->p_rel_min = fmin(c->p_rel_min, c->rel.p_seq);
-        double n = analyze_agg_cell(agg, c->metric, 0, day)->sums.n +
-                   analyze_agg_cell(agg, c->metric, c->variant, day)->sums.n;
-        json_t *point = json_pack("{s:o, s:s, s:I, s:o, s:o, s:o}", "date",
-                                  date_of(def->phase_start_ms + (int64_t)day * ANALYZE_DAY_MS),
-                                  "variant", def->variants[c->variant], "n", (json_int_t)n,
-                                  "estimate", c->rel.ok ? number(c->rel.estimate) : json_null(),
-                                  "ci_sequential", pair(c->rel.ok, c->rel.seq_lo, c->rel.seq_hi),
-                                  "p_value_sequential",
-                                  c->rel.ok ? number(c->p_rel_min) : json_null());
-        if (c->rel.ok) /* a day without a computable lift has no point */
-            json_array_append_new(c->series, point);
-        else
-            json_decref(point);
+        c->series[day] = (struct analyze_point){
+            c->rel.ok,
+            analyze_agg_cell(agg, c->metric, 0, day)->sums.n +
+                analyze_agg_cell(agg, c->metric, c->variant, day)->sums.n,
+            c->rel.estimate, c->rel.seq_lo, c->rel.seq_hi, c->p_rel_min};
     }
     /* c->abs and c->rel now hold the last day: the results as of data_through */
     c->p_adjusted = c->p_rel_min;
 }
 
-static const char *decision(const struct comparison *c, int srm_mismatch, double alpha)
+static const char *decision(const struct analyze_comparison *c, int srm_mismatch, double alpha)
 {
     if (srm_mismatch)
         return "srm_blocked";
@@ -199,14 +185,8 @@ static json_t *variants_json(const struct analyze_experiment_def *def,
     return arr;
 }
 
-static json_t *srm_json(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
-                        int *mismatch)
+static json_t *srm_json(const struct analyze_experiment_def *def, const struct analyze_computed *c)
 {
-    double observed[ANALYZE_MAX_VARIANTS], chi2 = 0, p = 1;
-    for (size_t v = 0; v < def->nvariants; v++)
-        observed[v] = (double)agg->units[v];
-    int ok = analyze_srm(observed, def->weights, def->nvariants, &chi2, &p) == 0;
-    *mismatch = ok && p < SRM_ALPHA;
     json_t *weights = json_object();
     double wsum = 0;
     for (size_t v = 0; v < def->nvariants; v++)
@@ -214,14 +194,83 @@ static json_t *srm_json(const struct analyze_experiment_def *def, const struct a
     for (size_t v = 0; v < def->nvariants; v++)
         json_object_set_new(weights, def->variants[v],
                             number(wsum > 0 ? def->weights[v] / wsum : 0));
-    return json_pack("{s:o, s:o, s:b, s:o}", "chi2", ok ? number(chi2) : json_null(), "p_value",
-                     number(ok ? p : 1), "mismatch", *mismatch, "expected_weights", weights);
+    return json_pack("{s:o, s:o, s:b, s:o}", "chi2",
+                     c->srm_ok ? number(c->srm_chi2) : json_null(), "p_value",
+                     number(c->srm_ok ? c->srm_p : 1), "mismatch", c->srm_mismatch,
+                     "expected_weights", weights);
+}
+
+void analyze_compute(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
+                     const struct analyze_options *opt, struct analyze_computed *out)
+{
+    memset(out, 0, sizeof(*out));
+    double observed[ANALYZE_MAX_VARIANTS];
+    for (size_t v = 0; v < def->nvariants; v++)
+        observed[v] = (double)agg->units[v];
+    out->srm_ok =
+        analyze_srm(observed, def->weights, def->nvariants, &out->srm_chi2, &out->srm_p) == 0;
+    out->srm_mismatch = out->srm_ok && out->srm_p < SRM_ALPHA;
+
+    size_t ntreat = def->nvariants > 1 ? def->nvariants - 1 : 0;
+    out->ncomps = def->nmetrics * ntreat;
+    out->comps = ab_mem_calloc(out->ncomps + 1, sizeof(*out->comps));
+    double *goal_p = ab_mem_calloc(out->ncomps + 1, sizeof(double));
+    size_t ngoal = 0;
+    for (size_t i = 0; i < out->ncomps; i++) {
+        struct analyze_comparison *c = &out->comps[i];
+        c->metric = i / ntreat;
+        c->variant = i % ntreat + 1;
+        run_comparison(def, agg, opt->alpha, c);
+        if (def->metrics[c->metric].role == ANALYZE_GOAL)
+            goal_p[ngoal++] = c->p_rel_min;
+    }
+    /* Holm or BH over goal metrics x treatment variants; guardrails and others stand alone */
+    if (opt->correction == ANALYZE_CORRECTION_HOLM)
+        analyze_holm(goal_p, ngoal, goal_p);
+    else if (opt->correction == ANALYZE_CORRECTION_BH)
+        analyze_bh(goal_p, ngoal, goal_p);
+    size_t g = 0;
+    for (size_t i = 0; i < out->ncomps; i++)
+        if (def->metrics[out->comps[i].metric].role == ANALYZE_GOAL)
+            out->comps[i].p_adjusted = goal_p[g++];
+    free(goal_p);
+}
+
+void analyze_computed_dispose(struct analyze_computed *c)
+{
+    for (size_t i = 0; i < c->ncomps; i++)
+        free(c->comps[i].series);
+    free(c->comps);
+    c->comps = NULL;
+    c->ncomps = 0;
+}
+
+static json_t *series_json(const struct analyze_experiment_def *def,
+                           const struct analyze_comparison *c, size_t ndays)
+{
+    json_t *arr = json_array();
+    for (size_t day = 0; day < ndays; day++) {
+        const struct analyze_point *p = &c->series[day];
+        if (!p->ok) /* a day without a computable lift has no point */
+            continue;
+        json_t *point = json_object();
+        json_object_set_new(point, "date",
+                            date_of(def->phase_start_ms + (int64_t)day * ANALYZE_DAY_MS));
+        json_object_set_new(point, "variant", json_string(def->variants[c->variant]));
+        json_object_set_new(point, "n", json_integer((json_int_t)p->n));
+        json_object_set_new(point, "estimate", number(p->estimate));
+        json_object_set_new(point, "ci_sequential", pair(1, p->lo, p->hi));
+        json_object_set_new(point, "p_value_sequential", number(p->p_min));
+        json_array_append_new(arr, point);
+    }
+    return arr;
 }
 
 json_t *analyze_results(const struct analyze_experiment_def *def, const struct analyze_agg *agg,
                         const struct analyze_options *opt)
 {
-    int srm_mismatch;
+    struct analyze_computed cp;
+    analyze_compute(def, agg, opt, &cp);
     json_t *units = json_object();
     for (size_t v = 0; v < def->nvariants; v++)
         json_object_set_new(units, def->variants[v], json_integer(agg->units[v]));
@@ -231,42 +280,18 @@ json_t *analyze_results(const struct analyze_experiment_def *def, const struct a
         "sequential_tuning_n", (json_int_t)def->nstar, "correction",
         CORRECTION_NAMES[opt->correction], "units", "by_variant", units, "multiple_exposures",
         (json_int_t)agg->multiple_exposures, "unknown_variant", (json_int_t)agg->unknown_variant,
-        "srm", srm_json(def, agg, &srm_mismatch));
+        "srm", srm_json(def, &cp));
     if (agg->data_through_ms > 0)
         json_object_set_new(out, "data_through", rfc3339(agg->data_through_ms));
 
     size_t ntreat = def->nvariants > 1 ? def->nvariants - 1 : 0;
-    size_t ncomp = def->nmetrics * ntreat;
-    struct comparison *comps = ab_mem_calloc(ncomp + 1, sizeof(*comps));
-    double *goal_p = ab_mem_calloc(ncomp + 1, sizeof(double));
-    size_t ngoal = 0;
-    for (size_t m = 0; m < def->nmetrics; m++) {
-        for (size_t t = 0; t < ntreat; t++) {
-            struct comparison *c = &comps[m * ntreat + t];
-            c->metric = m;
-            c->variant = t + 1;
-            run_comparison(def, agg, opt->alpha, c);
-            if (def->metrics[m].role == ANALYZE_GOAL)
-                goal_p[ngoal++] = c->p_rel_min;
-        }
-    }
-    /* Holm or BH over goal metrics x treatment variants; guardrails and others stand alone */
-    if (opt->correction == ANALYZE_CORRECTION_HOLM)
-        analyze_holm(goal_p, ngoal, goal_p);
-    else if (opt->correction == ANALYZE_CORRECTION_BH)
-        analyze_bh(goal_p, ngoal, goal_p);
-    size_t g = 0;
-    for (size_t i = 0; i < ncomp; i++)
-        if (def->metrics[comps[i].metric].role == ANALYZE_GOAL)
-            comps[i].p_adjusted = goal_p[g++];
-
     json_t *metrics = json_array();
     for (size_t m = 0; m < def->nmetrics; m++) {
         const struct analyze_metric_def *md = &def->metrics[m];
         struct day_model dm = model_of(agg, m, agg->ndays - 1);
         json_t *comparisons = json_array(), *series = json_array();
         for (size_t t = 0; t < ntreat; t++) {
-            struct comparison *c = &comps[m * ntreat + t];
+            const struct analyze_comparison *c = &cp.comps[m * ntreat + t];
             int adjusted = md->role == ANALYZE_GOAL && opt->correction != ANALYZE_CORRECTION_NONE;
             json_array_append_new(
                 comparisons,
@@ -275,9 +300,10 @@ json_t *analyze_results(const struct analyze_experiment_def *def, const struct a
                           estimate_json(&c->abs, c->p_abs_min), "relative",
                           estimate_json(&c->rel, c->p_rel_min), "p_value_adjusted",
                           adjusted && c->rel.ok ? number(c->p_adjusted) : json_null(),
-                          "decision", decision(c, srm_mismatch, opt->alpha)));
-            json_array_extend(series, c->series);
-            json_decref(c->series);
+                          "decision", decision(c, cp.srm_mismatch, opt->alpha)));
+            json_t *points = series_json(def, c, agg->ndays);
+            json_array_extend(series, points);
+            json_decref(points);
         }
         json_array_append_new(
             metrics, json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o}", "metric", md->key,
@@ -287,7 +313,6 @@ json_t *analyze_results(const struct analyze_experiment_def *def, const struct a
                                "comparisons", comparisons, "series", series));
     }
     json_object_set_new(out, "metrics", metrics);
-    free(comps);
-    free(goal_p);
+    analyze_computed_dispose(&cp);
     return out;
 }

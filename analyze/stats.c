@@ -283,6 +283,13 @@ static int difference(const struct analyze_moments *a, const struct analyze_mome
     return 0;
 }
 
+void analyze_difference(const struct analyze_moments *a, const struct analyze_moments *b,
+                        int relative, struct analyze_estimate *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->ok = difference(a, b, relative, &out->estimate, &out->se) == 0;
+}
+
 void analyze_welch(const struct analyze_moments *a, const struct analyze_moments *b, int relative,
                    double alpha, struct analyze_estimate *out)
 {

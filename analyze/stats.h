@@ -89,6 +89,13 @@ void analyze_welch(const struct analyze_moments *a, const struct analyze_moments
                    double alpha, struct analyze_estimate *out);
 
 /*
+ * Only the estimate and SE of analyze_welch (absolute or relative), without a test: what the
+ * daily series needs before analyze_sequential. out->ok says whether they are computable.
+ */
+void analyze_difference(const struct analyze_moments *a, const struct analyze_moments *b,
+                        int relative, struct analyze_estimate *out);
+
+/*
  * The two-proportion z-test: p-value from z = (p_b - p_a) / sqrt(p (1 - p) (1/n_a + 1/n_b)) with
  * the pooled p; the estimate's SE and interval unpooled (absolute) or by the delta method
  * (relative), with normal quantiles.

@@ -70,6 +70,11 @@ foreach(it collect collect_crash)
   abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
   add_dependencies(it_${it} abacus)
 endforeach()
+# The analysis end to end: abacus up, events through the collector, abacus analyze, the schema.
+abacus_test(it_analyze SOURCES tests/integration/it_analyze.c LABELS integration TIMEOUT 300)
+add_dependencies(it_analyze abacus)
+target_compile_definitions(it_analyze PRIVATE
+  VALIDATE_JSON="${CMAKE_SOURCE_DIR}/tests/tools/validate_json.py")
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)
 target_link_libraries(it_client PRIVATE abacus_client)

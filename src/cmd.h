@@ -179,4 +179,9 @@ void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *
 int cmd_serve(struct ab_http_server *srv, const struct cmd_server_flags *f,
               const struct ab_log *log, const char *what);
 
+/* cmd_serve that calls started(data, port) once the server listens (data is the caller's). */
+int cmd_serve_notify(struct ab_http_server *srv, const struct cmd_server_flags *f,
+                     const struct ab_log *log, const char *what,
+                     void (*started)(void *data, uint16_t port), void *data);
+
 #endif

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 #include "assign.h"
 #include "cmd.h"
 #include "collect.h"
@@ -21,15 +22,19 @@ static void usage(FILE *out)
           "                 [--snapshot-file PATH | --snapshot-url URL --cache-dir DIR]\n"
           "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
           "                 [--report-at HH:MM|off] [--report-webhook URL]\n"
+          "                 [--demo | --no-demo]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
           "and assignments from the snapshots it publishes (or from --snapshot-file /\n"
           "--snapshot-url, see abacus assign --help), and collects events into\n"
           "DIR/events.db (see abacus collect --help), checking ingest keys against the\n"
-          "published snapshot. Writes the previous UTC day's results report into DIR/reports/\n"
-          "daily at --report-at (default 02:00 UTC; see abacus web --help). Stops cleanly on\n"
-          "SIGINT or SIGTERM.\n",
+          "published snapshot. The browser UI is at the printed URL (the first start creates\n"
+          "the user admin@localhost and prints its password). On a first start (no DIR/abacus.db)\n"
+          "or with --demo, demo experiments get 14 days of simulated traffic through the assign\n"
+          "and collect APIs, then results; --no-demo never does. Writes the previous UTC day's\n"
+          "results report into DIR/reports/ daily at --report-at (default 02:00 UTC; see abacus\n"
+          "web --help). Stops cleanly on SIGINT or SIGTERM.\n",
           out);
 }
 
@@ -52,11 +57,25 @@ static void on_publish(void *data, const char *path, int64_t version)
         collect_node_poke(collector);
 }
 
+/* Once the server listens: the demo's simulated users start. */
+static void start_demo(void *data, uint16_t port)
+{
+    struct ab_errinfo ei;
+    if (web_demo_start(data, port, &ei) != AB_OK)
+        fprintf(stderr, "abacus: the demo cannot start: %s\n", ei.message);
+    else
+        printf("abacus: creating the demo (3 experiments, 14 days of simulated traffic); its "
+               "results appear in the UI in under a minute\n");
+    fflush(stdout);
+}
+
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
                                          CMD_REPORT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
+                                         {"demo", no_argument, NULL, 'E'},
+                                         {"no-demo", no_argument, NULL, 'N'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
@@ -64,10 +83,11 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct cmd_assign_flags aflags = {.poll_s = 5};
     struct cmd_web_flags wflags = {0};
     struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
+    int demo = 0; /* 1: --demo, -1: --no-demo, 0: only on a first start */
     int opt;
     while ((opt = getopt_long(argc, argv,
                               CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
-                                  CMD_REPORT_OPTSTRING "D:h",
+                                  CMD_REPORT_OPTSTRING "D:ENh",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
@@ -84,6 +104,12 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         case 'D':
             data_dir = optarg;
             break;
+        case 'E':
+            demo = 1;
+            break;
+        case 'N':
+            demo = -1;
+            break;
         case 'h':
             usage(stdout);
             return CMD_EXIT_OK;
@@ -96,7 +122,14 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    char current[4096], events_db[4096];
+    char current[4096], events_db[4096], control_db[4096];
+    snprintf(control_db, sizeof(control_db), "%s/abacus.db", data_dir);
+    if (demo == 0)
+        demo = access(control_db, F_OK) != 0 ? 1 : -1; /* an empty data dir: show the demo */
+    if (demo > 0 && (aflags.snapshot_file != NULL || aflags.snapshot_url != NULL)) {
+        fprintf(stderr, "abacus: no demo: the node serves another control plane's snapshots\n");
+        demo = -1;
+    }
     snprintf(current, sizeof(current), "%s/snapshots/current.db", data_dir);
     snprintf(events_db, sizeof(events_db), "%s/events.db", data_dir);
     /* the collector checks keys against the local control plane's snapshot, or --snapshot-file */
@@ -115,6 +148,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct collect_node *collector = NULL;
     struct up_follow follow = {NULL, NULL};
     struct cmd_report report = {0};
+    struct web_demo *wdemo = NULL;
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
     if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
@@ -128,9 +162,14 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         goto Exit;
     atomic_store(&follow.node, node);
     atomic_store(&follow.collector, collector);
-    code = cmd_serve(srv, &flags, log, "up");
+    if (demo > 0 && web_demo_new(web, &wdemo, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: cannot create the demo: %s\n", ei.message);
+        goto Exit;
+    }
+    code = cmd_serve_notify(srv, &flags, log, "up", wdemo != NULL ? start_demo : NULL, wdemo);
 Exit:
     cmd_report_detach(&report);
+    web_demo_free(wdemo); /* its requests fail fast now that the server is gone */
     atomic_store(&follow.node, NULL);
     atomic_store(&follow.collector, NULL);
     web_stop(web);

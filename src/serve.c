@@ -65,6 +65,13 @@ static int write_port_file(const char *path, uint16_t port)
 int cmd_serve(struct ab_http_server *srv, const struct cmd_server_flags *f,
               const struct ab_log *log, const char *what)
 {
+    return cmd_serve_notify(srv, f, log, what, NULL, NULL);
+}
+
+int cmd_serve_notify(struct ab_http_server *srv, const struct cmd_server_flags *f,
+                     const struct ab_log *log, const char *what,
+                     void (*started)(void *data, uint16_t port), void *data)
+{
     struct ab_errinfo ei;
     enum ab_err rc = ab_http_server_start(srv, &ei);
     if (rc != AB_OK) {
@@ -85,6 +92,8 @@ int cmd_serve(struct ab_http_server *srv, const struct cmd_server_flags *f,
         ab_http_server_wait(srv);
         return CMD_EXIT_FAIL;
     }
+    if (started != NULL)
+        started(data, port);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

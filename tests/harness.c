@@ -219,6 +219,8 @@ int abacus_spawn(struct abacus_proc *p, const char *const *args)
     int argc = 1;
     for (int i = 0; args[i] != NULL && argc < 35; i++)
         argv[argc++] = args[i];
+    if (strcmp(args[0], "up") == 0)
+        argv[argc++] = "--no-demo"; /* tests start from an empty platform */
     argv[argc++] = "--port";
     argv[argc++] = "0";
     argv[argc++] = "--port-file";

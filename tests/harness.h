@@ -58,7 +58,8 @@ void remove_tree(const char *dir);
 int abacus_start(struct abacus_proc *p, const char *const *extra);
 
 /*
- * Starts `abacus ARGS... --port 0 --port-file DIR/port` in p->dir (which the caller made with
+ * Starts `abacus ARGS... --port 0 --port-file DIR/port` (plus --no-demo for "up": tests start
+ * from an empty platform) in p->dir (which the caller made with
  * make_temp_dir, or "" for a fresh one), stderr to DIR/log; waits until it listens.
  */
 int abacus_spawn(struct abacus_proc *p, const char *const *args);

@@ -78,6 +78,7 @@ static struct ab_db *begin(struct ab_http_req *req, struct web *w, struct web_ac
     const char *auth = ab_http_header(req, "authorization", &len);
     if (auth == NULL) {
         struct web_session s;
+        memset(&s, 0, sizeof(s));
         int found = 0;
         enum ab_err rc = session_of(req, w, db, &s, &found, &ei);
         if (rc != AB_OK) {
@@ -708,6 +709,7 @@ static void handle_session_get(struct ab_http_req *req, void *data)
     ab_http_add_header(req, "Cache-Control", "no-store");
     struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
     struct web_session s;
+    memset(&s, 0, sizeof(s));
     int found = 0;
     enum ab_err rc = db != NULL ? session_of(req, w, db, &s, &found, &ei) : AB_ERR_UNAVAILABLE;
     if (rc != AB_OK)
@@ -726,6 +728,7 @@ static void handle_logout(struct ab_http_req *req, void *data)
     ab_http_add_header(req, "Cache-Control", "no-store");
     struct ab_db *db = web_db(w, ab_http_thread(req), &ei);
     struct web_session s;
+    memset(&s, 0, sizeof(s));
     int found = 0;
     enum ab_err rc = db != NULL ? session_of(req, w, db, &s, &found, &ei) : AB_ERR_UNAVAILABLE;
     if (rc == AB_OK && !found)

@@ -37,18 +37,22 @@ const char *web_role_name(enum web_role r)
     }
 }
 
-static enum ab_err get_string(const json_t *in, const char *field, size_t max, const char **out,
+/* The string field of in, or NULL with ei set (missing, not a string, empty, too long, NUL). */
+static const char *get_string(const json_t *in, const char *field, size_t max,
                               struct ab_errinfo *ei)
 {
     const json_t *v = json_object_get(in, field);
-    if (!json_is_string(v))
-        return ab_fail(ei, AB_ERR_INVALID_FIELD, field, "is required (a string)");
+    if (!json_is_string(v)) {
+        ab_fail(ei, AB_ERR_INVALID_FIELD, field, "is required (a string)");
+        return NULL;
+    }
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
-    if (len == 0 || len > max || memchr(s, '\0', len) != NULL)
-        return ab_fail(ei, AB_ERR_INVALID_FIELD, field, "must be 1 to %zu bytes without NUL", max);
-    *out = s;
-    return AB_OK;
+    if (len == 0 || len > max || memchr(s, '\0', len) != NULL) {
+        ab_fail(ei, AB_ERR_INVALID_FIELD, field, "must be 1 to %zu bytes without NUL", max);
+        return NULL;
+    }
+    return s;
 }
 
 enum ab_err web_validate_login(const json_t *in, const char **email, const char **password,
@@ -56,10 +60,10 @@ enum ab_err web_validate_login(const json_t *in, const char **email, const char 
 {
     if (!json_is_object(in))
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "body", "must be a JSON object");
-    enum ab_err rc = get_string(in, "email", WEB_EMAIL_MAX, email, ei);
-    if (rc == AB_OK)
-        rc = get_string(in, "password", WEB_PASSWORD_MAX, password, ei);
-    return rc;
+    if ((*email = get_string(in, "email", WEB_EMAIL_MAX, ei)) == NULL ||
+        (*password = get_string(in, "password", WEB_PASSWORD_MAX, ei)) == NULL)
+        return AB_ERR_INVALID_FIELD;
+    return AB_OK;
 }
 
 /* local@domain: printable ASCII without spaces, one @, something on both sides. */
@@ -86,16 +90,17 @@ enum ab_err web_validate_user(const json_t *in, json_t **out, struct ab_errinfo 
     {
         if (strcmp(key, "email") != 0 && strcmp(key, "password") != 0 &&
             strcmp(key, "role") != 0)
-            return ab_fail(ei, AB_ERR_INVALID_FIELD, key, "unknown field (email, password, role)");
+            return ab_fail(ei, AB_ERR_INVALID_FIELD, key[0] != '\0' ? key : "\"\"",
+                           "unknown field (email, password, role)"); /* "" names an empty one */
     }
-    const char *email, *password;
-    enum ab_err rc = get_string(in, "email", WEB_EMAIL_MAX, &email, ei);
-    if (rc != AB_OK)
-        return rc;
+    const char *email = get_string(in, "email", WEB_EMAIL_MAX, ei);
+    if (email == NULL)
+        return AB_ERR_INVALID_FIELD;
     if (!valid_email(email, strlen(email)))
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "email", "must be an address like a@b.c");
-    if ((rc = get_string(in, "password", WEB_PASSWORD_MAX, &password, ei)) != AB_OK)
-        return rc;
+    const char *password = get_string(in, "password", WEB_PASSWORD_MAX, ei);
+    if (password == NULL)
+        return AB_ERR_INVALID_FIELD;
     if (strlen(password) < WEB_PASSWORD_MIN)
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "password", "must be at least %d bytes",
                        WEB_PASSWORD_MIN);
@@ -146,6 +151,11 @@ int web_cookie_get(const char *header, size_t len, const char *name, char *out, 
                 vlen--;
             if (vlen == 0 || vlen >= outlen)
                 return -1;
+            for (size_t k = 0; k < vlen; k++) {
+                unsigned char c = (unsigned char)header[vstart + k];
+                if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == '\\')
+                    return -1; /* not a cookie-octet (RFC 6265 section 4.1.1) */
+            }
             memcpy(out, header + vstart, vlen);
             out[vlen] = '\0';
             return 0;

@@ -174,7 +174,7 @@ enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_er
     if (w->cfg.login_limit_ip <= 0)
         w->cfg.login_limit_ip = 20;
     w->throttle = ab_mem_calloc(1, sizeof(*w->throttle));
-    web_throttle_init(w->throttle, 15 * 60 * 1000);
+    web_throttle_init(w->throttle, (int64_t)15 * 60 * 1000);
     w->data_dir = ab_mem_strdup(cfg->data_dir);
     size_t n = strlen(w->data_dir) + 32;
     w->db_path = ab_mem_calloc(1, n);

@@ -74,6 +74,19 @@ enum ab_err web_start(struct web *w, struct ab_errinfo *ei);
 void web_stop(struct web *w);
 
 /*
+ * The demo (web/demo.c). web_demo_new seeds, after web_start, demo metrics and experiments (keys
+ * "demo-*", started 14 days ago; kept when they exist already) and an ingest key for the demo
+ * traffic. web_demo_start then runs, on its own thread, simulated users through GET /v1/assign
+ * and POST /v1/events of the server on 127.0.0.1:port (which must serve the snapshots this
+ * component publishes, and collect events), and finally the analysis of each demo experiment
+ * (cfg.results). web_demo_free stops and joins the thread (call it before web_free); accepts NULL.
+ */
+struct web_demo;
+enum ab_err web_demo_new(struct web *w, struct web_demo **out, struct ab_errinfo *ei);
+enum ab_err web_demo_start(struct web_demo *d, uint16_t port, struct ab_errinfo *ei);
+void web_demo_free(struct web_demo *d);
+
+/*
  * For the nightly report's stale-snapshot check, on a connection to the control database
  * (DATA_DIR/abacus.db): *since_ms gets the time of the oldest change to what snapshots carry
  * (experiments, layers, client and ingest keys) made before as_of_ms and after the newest

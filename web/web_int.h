@@ -92,7 +92,8 @@ int web_password_verify(const char *hash, const char *password);
 
 /*
  * The value of cookie name in a Cookie header (header[0..len)) copied into out[0..outlen),
- * NUL-terminated. Returns 0, or -1 when absent, empty or longer than outlen - 1.
+ * NUL-terminated. Returns 0, or -1 when absent, empty, longer than outlen - 1 or not made of
+ * RFC 6265 cookie-octets (printable ASCII but space, '"', ',', ';', '\\').
  */
 int web_cookie_get(const char *header, size_t len, const char *name, char *out, size_t outlen);
 

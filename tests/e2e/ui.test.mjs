@@ -145,6 +145,7 @@ async function run(browser) {
   await a.fill('#experiment-form textarea[name=condition]', '{"country": {"$in": ["DE", "FR"]}}');
   check((await a.textContent('#condition-check')).startsWith('valid'), 'condition accepted');
   await a.click('#add-metric');
+  await a.selectOption('#experiment-form select.m-key', 'purchase');
   await a.fill('#experiment-form input[name=planned_sample_size]', '30000');
   await shot(a, '02-experiment-form');
   await save(a, '#actions [data-action=start]');

@@ -4,8 +4,8 @@
  * out of a Cookie header. The first byte picks one, the rest is the input. Checks, beyond not
  * crashing or leaking: a refused body names a field and yields nothing; an accepted login gives
  * non-empty strings within the limits; an accepted user body is normalized idempotently with a
- * known role; a cookie value found is non-empty, fits the buffer, has no ';' and occurs in the
- * header right after "abacus_session=".
+ * known role; a cookie value found is non-empty, fits the buffer, is made of cookie-octets only
+ * (no NUL, ';', space...) and occurs in the header right after "abacus_session=".
  */
 #undef NDEBUG /* the checks below are the point of the target */
 #include <assert.h>
@@ -23,6 +23,8 @@ static void fuzz_cookie(const char *in, size_t len)
         return;
     size_t n = strlen(out);
     assert(n > 0 && n < sizeof(out) && strchr(out, ';') == NULL);
+    for (size_t i = 0; i < n; i++)
+        assert(out[i] > ' ' && out[i] < 0x7f && out[i] != '"' && out[i] != ',');
     static const char NAME[] = WEB_SESSION_COOKIE "=";
     int found = 0;
     for (size_t i = 0; i + sizeof(NAME) - 1 + n <= len && !found; i++)

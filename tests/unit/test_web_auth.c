@@ -114,6 +114,13 @@ static void test_cookie(void **state)
     assert_int_equal(web_cookie_get(h, strlen(h), "abacus_session", v, 10), -1); /* too long */
     assert_int_equal(web_cookie_get(h, 18, "abacus_session", v, sizeof(v)), 0); /* length wins */
     assert_string_equal(v, "012");
+    /* only cookie-octets: a NUL, a quote or a space inside refuses the value */
+    static const char NUL[] = "abacus_session=\0\0ab";
+    assert_int_equal(web_cookie_get(NUL, sizeof(NUL) - 1, "abacus_session", v, sizeof(v)), -1);
+    h = "abacus_session=\"quoted\"";
+    assert_int_equal(web_cookie_get(h, strlen(h), "abacus_session", v, sizeof(v)), -1);
+    h = "abacus_session=a b";
+    assert_int_equal(web_cookie_get(h, strlen(h), "abacus_session", v, sizeof(v)), -1);
 }
 
 static void test_token(void **state)

@@ -36,8 +36,8 @@ export const format = {
 };
 
 const DECISIONS = {
-  significant_positive: 'Winner (significantly better)',
-  significant_negative: 'Significantly worse',
+  significant_positive: 'Significant increase',
+  significant_negative: 'Significant decrease',
   inconclusive: 'Inconclusive',
   insufficient_data: 'Insufficient data',
   srm_blocked: 'Blocked by SRM',
