@@ -26,30 +26,51 @@ static enum ab_err options_of(const struct analyze_settings *s, int64_t now_ms,
     return AB_OK;
 }
 
-enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
-                               int64_t now_ms, const struct analyze_settings *settings,
-                               json_t **results, struct ab_errinfo *ei)
+/* The results of key as of now_ms, and the phase they belong to in *phase. */
+static enum ab_err results_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                 int64_t now_ms, const struct analyze_settings *settings,
+                                 json_t **results, int64_t *phase, struct ab_errinfo *ei)
 {
     *results = NULL;
     struct analyze_options opt;
     struct analyze_experiment_def *def = NULL;
     struct analyze_agg *agg = NULL;
-    char *text = NULL;
     enum ab_err rc = options_of(settings, now_ms, &opt, ei);
     if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
         (rc = analyze_sql_aggregate(events, def, now_ms, &agg, ei)) != AB_OK)
         goto Exit;
-    json_t *r = analyze_results(def, agg, &opt);
-    text = json_dumps(r, JSON_COMPACT);
-    rc = analyze_sql_store(control, key, def->phase, now_ms, text, ei);
+    *results = analyze_results(def, agg, &opt);
+    *phase = def->phase;
+Exit:
+    analyze_agg_free(agg);
+    analyze_experiment_def_free(def);
+    return rc;
+}
+
+enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                     int64_t now_ms, const struct analyze_settings *settings,
+                                     json_t **results, struct ab_errinfo *ei)
+{
+    int64_t phase;
+    return results_as_of(control, events, key, now_ms, settings, results, &phase, ei);
+}
+
+enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
+                               int64_t now_ms, const struct analyze_settings *settings,
+                               json_t **results, struct ab_errinfo *ei)
+{
+    int64_t phase = 0;
+    json_t *r = NULL;
+    enum ab_err rc = results_as_of(control, events, key, now_ms, settings, &r, &phase, ei);
+    if (rc != AB_OK)
+        return rc;
+    char *text = json_dumps(r, JSON_COMPACT);
+    rc = analyze_sql_store(control, key, phase, now_ms, text, ei);
+    free(text);
     if (rc == AB_OK)
         *results = r;
     else
         json_decref(r);
-Exit:
-    free(text);
-    analyze_agg_free(agg);
-    analyze_experiment_def_free(def);
     return rc;
 }
 

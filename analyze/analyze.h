@@ -10,8 +10,10 @@
 
 #include <stdint.h>
 #include <jansson.h>
+#include "abacus/clock.h"
 #include "abacus/db.h"
 #include "abacus/err.h"
+#include "abacus/log.h"
 
 struct analyze_settings {
     double alpha;           /* two-sided; 0 = 0.05 */
@@ -28,6 +30,14 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
                                int64_t now_ms, const struct analyze_settings *settings,
                                json_t **results, struct ab_errinfo *ei);
 
+/*
+ * Like analyze_experiment, but leaves the stored results alone: the results as of now_ms (also
+ * their computed_at), for the nightly report.
+ */
+enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                     int64_t now_ms, const struct analyze_settings *settings,
+                                     json_t **results, struct ab_errinfo *ei);
+
 /* The keys of the running experiments, sorted (*keys and each key the caller's, free()). */
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,
                             struct ab_errinfo *ei);
@@ -35,5 +45,123 @@ enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,
 /* The stored results of experiment key's current phase (a new reference), or AB_ERR_NOT_FOUND. */
 enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **results,
                            struct ab_errinfo *ei);
+
+/* --- the nightly report (report.c) --------------------------------------------------------- */
+
+#define ANALYZE_REPORT_MULTI_SHARE 0.01   /* flagged above 1% of exposed units */
+#define ANALYZE_REPORT_STALE_MS 3600000LL /* configuration unpublished for more than 1 hour */
+
+/* Rejected events received in [from_ms, to_ms) (the collector's count, wired in by main). */
+typedef enum ab_err (*analyze_rejected_cb)(void *data, int64_t from_ms, int64_t to_ms,
+                                           int64_t *count, struct ab_errinfo *ei);
+/*
+ * The time of the oldest configuration change made before as_of_ms that no snapshot published
+ * before as_of_ms contains, 0 when everything was published (the control plane's answer).
+ */
+typedef enum ab_err (*analyze_unpublished_cb)(void *data, int64_t as_of_ms, int64_t *since_ms,
+                                              struct ab_errinfo *ei);
+
+struct analyze_report_sources {
+    struct ab_db *control;        /* read only here */
+    struct ab_db *events;         /* read only; required (an empty one when none exists) */
+    analyze_rejected_cb rejected; /* NULL: rejected events are not counted */
+    void *rejected_data;
+    analyze_unpublished_cb unpublished; /* NULL: snapshot staleness is not checked */
+    void *unpublished_data;
+};
+
+/*
+ * Writes the report of the UTC day starting at day_ms (a multiple of 86400000) into out_dir
+ * (created if missing): report.json, report.csv and report.html, each written to a temporary
+ * name, fsynced and renamed. Every experiment whose current phase overlaps the day is analysed
+ * afresh as of the end of the day (stored results are not touched). The content depends only on
+ * the data and the day: rerunning gives the same bytes. *summary (may be NULL) gets the report's
+ * summary object (a new reference) for a notification. Errors: AB_ERR_INVALID_FIELD (day_ms),
+ * AB_ERR_STORAGE, AB_ERR_IO.
+ */
+enum ab_err analyze_report_write(const struct analyze_report_sources *src, int64_t day_ms,
+                                 const char *out_dir, json_t **summary, struct ab_errinfo *ei);
+
+/* "YYYY-MM-DD" -> ms of that day's 00:00 UTC in *day_ms; AB_ERR_INVALID_FIELD when malformed. */
+enum ab_err analyze_report_parse_date(const char *text, int64_t *day_ms, struct ab_errinfo *ei);
+
+/* The date of day_ms as "YYYY-MM-DD" into out[11]. */
+void analyze_report_format_date(int64_t day_ms, char out[11]);
+
+/* --- the report's scheduler (report_schedule.c) ---------------------------------------------- */
+
+/* Runs the report of day_ms into out_dir (main wires opening the databases and the webhook). */
+typedef enum ab_err (*analyze_report_run_cb)(void *data, int64_t day_ms, const char *out_dir,
+                                             struct ab_errinfo *ei);
+
+struct analyze_schedule_config {
+    const char *reports_dir; /* DATA_DIR/reports: one directory per day, YYYY-MM-DD */
+    int at_minute;           /* minutes after 00:00 UTC the previous day's report is due */
+    const struct ab_clock *clock;
+    const struct ab_log *log;
+    analyze_report_run_cb run;
+    void *run_data;
+};
+
+struct analyze_scheduler;
+
+enum ab_err analyze_scheduler_new(const struct analyze_schedule_config *cfg,
+                                  struct analyze_scheduler **out, struct ab_errinfo *ei);
+
+/*
+ * The day whose report is due at now_ms (ms of its 00:00 UTC): the latest day D with
+ * D + 1 day + at_minute <= now_ms. Pure.
+ */
+int64_t analyze_schedule_due_day(int at_minute, int64_t now_ms);
+
+/*
+ * One step of the scheduler at the clock's now: when the due day has no report yet
+ * (reports_dir/DATE/report.json missing) and no earlier failure asks to wait, runs it. A missed
+ * run (the process was down at the time) is therefore caught up at the first step after start,
+ * once; days before the due day are not (abacus report --date writes them). *ran (may be NULL)
+ * gets 1 when a report was run. *next_ms gets when a step is due next (wall clock).
+ */
+enum ab_err analyze_scheduler_tick(struct analyze_scheduler *s, int *ran, int64_t *next_ms,
+                                   struct ab_errinfo *ei);
+
+/* Starts a thread that steps the scheduler (at start, then when due; at least once a minute). */
+enum ab_err analyze_scheduler_start(struct analyze_scheduler *s, struct ab_errinfo *ei);
+
+/* Stops the thread (waits for a report being written). Accepts NULL. */
+void analyze_scheduler_stop(struct analyze_scheduler *s);
+void analyze_scheduler_free(struct analyze_scheduler *s); /* accepts NULL */
+
+/* --- the report's webhook (report_webhook.c) ------------------------------------------------- */
+
+struct analyze_webhook_config {
+    const char *url; /* http:// or https:// */
+    int attempts;    /* deliveries tried per report; 0 = 6 */
+    int backoff_ms;  /* wait before the 2nd attempt, doubling, at most 5 min; 0 = 2000 */
+    int timeout_ms;  /* per attempt; 0 = 10000 */
+    const struct ab_log *log;
+};
+
+struct analyze_webhook;
+
+/* Creates the notifier and starts its thread (libcurl must be initialised by main). */
+enum ab_err analyze_webhook_new(const struct analyze_webhook_config *cfg,
+                                struct analyze_webhook **out, struct ab_errinfo *ei);
+
+/*
+ * Queues a notification of summary (the report's summary object; a reference is taken) and
+ * returns at once: the thread POSTs {"text": ..., "report": summary} as application/json and
+ * retries a failed delivery (no answer, or a status other than 2xx) with backoff, up to
+ * attempts times.
+ */
+void analyze_webhook_notify(struct analyze_webhook *w, json_t *summary);
+
+/* Waits until every queued notification is delivered or given up (for `abacus report`). */
+void analyze_webhook_drain(struct analyze_webhook *w);
+
+/* Counts since creation: notifications delivered and given up. */
+void analyze_webhook_counts(struct analyze_webhook *w, int64_t *delivered, int64_t *failed);
+
+/* Stops the thread at once (pending retries are abandoned) and frees. Accepts NULL. */
+void analyze_webhook_free(struct analyze_webhook *w);
 
 #endif

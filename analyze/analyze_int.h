@@ -91,6 +91,19 @@ enum ab_err analyze_sql_load_def(struct ab_db *control, const char *key,
 enum ab_err analyze_sql_running(struct ab_db *control, char ***keys, size_t *n,
                                 struct ab_errinfo *ei);
 
+/* An experiment in a report: its key and name (both the caller's, free()). */
+struct analyze_day_experiment {
+    char *key, *name, *status;
+};
+
+/*
+ * The experiments whose current phase started before to_ms and had not ended by from_ms, sorted
+ * by key (*out the caller's: free each field and the array).
+ */
+enum ab_err analyze_sql_day_experiments(struct ab_db *control, int64_t from_ms, int64_t to_ms,
+                                        struct analyze_day_experiment **out, size_t *n,
+                                        struct ab_errinfo *ei);
+
 /*
  * Aggregates the events of def's phase with ts < through_ms from the events database into *out
  * (the caller's; analyze_agg_free). The only work the database does: first exposures, exclusion

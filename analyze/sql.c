@@ -164,6 +164,37 @@ enum ab_err analyze_sql_running(struct ab_db *db, char ***keys, size_t *n, struc
     return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "listing running experiments", ei);
 }
 
+enum ab_err analyze_sql_day_experiments(struct ab_db *db, int64_t from_ms, int64_t to_ms,
+                                        struct analyze_day_experiment **out, size_t *n,
+                                        struct ab_errinfo *ei)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db,
+        "SELECT e.key, e.name, e.status FROM experiments e"
+        "  JOIN experiment_phases p ON p.experiment_id = e.id AND p.phase = e.phase"
+        " WHERE p.started_at IS NOT NULL AND p.started_at < ?2"
+        "   AND (p.ended_at IS NULL OR p.ended_at > ?1)"
+        " ORDER BY e.key",
+        &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        *out = ab_mem_realloc(*out, (*n + 1) * sizeof(**out));
+        struct analyze_day_experiment *e = &(*out)[(*n)++];
+        e->key = col_text(st, 0);
+        e->name = col_text(st, 1);
+        e->status = col_text(st, 2);
+    }
+    sqlite3_reset(st);
+    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "listing the day's experiments", ei);
+}
+
 /* --- aggregation (events database) ---------------------------------------------------------- */
 
 static int variant_index(const struct analyze_experiment_def *d, const unsigned char *v)

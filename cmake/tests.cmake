@@ -193,3 +193,26 @@ if(ABACUS_LINT)
   set_tests_properties(lint_banned_functions lint_cppcheck lint_clang_tidy PROPERTIES
                        LABELS lint TIMEOUT 600)
 endif()
+
+# The nightly report (issue 8): the report of seeded days against the analysis, its webhook
+# against a receiver that fails first (tests/tools/webhook_receiver.py), and its scheduler with an
+# injected clock. it_report leaves a report in the build dir for the browser test.
+find_program(PYTHON3 python3 REQUIRED)
+abacus_test(it_report SOURCES tests/integration/it_report.c LABELS integration TIMEOUT 300)
+add_dependencies(it_report abacus)
+target_link_libraries(it_report PRIVATE abacus_collect)
+target_compile_definitions(it_report PRIVATE
+  CHECK_REPORT="${CMAKE_SOURCE_DIR}/tests/tools/check_report.py"
+  SCHEMA="${CMAKE_SOURCE_DIR}/tests/data/results.schema.json"
+  WEBHOOK_RECEIVER="${CMAKE_SOURCE_DIR}/tests/tools/webhook_receiver.py"
+  BUILD_DIR="${CMAKE_BINARY_DIR}" PYTHON3="${PYTHON3}")
+set_tests_properties(it_report PROPERTIES FIXTURES_SETUP report_html)
+abacus_test(test_report_schedule SOURCES tests/unit/test_report_schedule.c LABELS unit)
+target_link_libraries(test_report_schedule PRIVATE abacus_analyze abacus_collect)
+# ... and the HTML it_report left in the build dir, opened from file:// in headless Chromium with
+# the network blocked; the screenshot lands in e2e-artifacts/report.png.
+add_test(NAME e2e_report
+         COMMAND ${NODE} ${CMAKE_SOURCE_DIR}/tests/e2e/report.test.mjs
+                 ${CMAKE_BINARY_DIR}/report-e2e ${CMAKE_BINARY_DIR}/e2e-artifacts)
+set_tests_properties(e2e_report PROPERTIES LABELS "integration;e2e" TIMEOUT 300
+                     FIXTURES_REQUIRED report_html ENVIRONMENT "${TEST_ENV};CHROMIUM=${CHROMIUM}")

@@ -9,7 +9,9 @@
 #define ABACUS_COLLECT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "abacus/clock.h"
+#include "abacus/db.h"
 #include "abacus/err.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
@@ -64,5 +66,12 @@ void collect_node_stop(struct collect_node *node);
 
 /* Frees a stopped node. Accepts NULL. */
 void collect_node_free(struct collect_node *node);
+
+/*
+ * The number of events rejected by validation (the rejected_events table of the events database
+ * db) received in [from_ms, to_ms), ms since epoch, in *count: for the nightly report.
+ */
+enum ab_err collect_rejected_count(struct ab_db *db, int64_t from_ms, int64_t to_ms,
+                                   int64_t *count, struct ab_errinfo *ei);
 
 #endif

@@ -412,3 +412,24 @@ void collect_store_close(struct collect_store *st)
     collect_recent_free(st->recent);
     free(st);
 }
+
+/* --- reading, for the nightly report ---------------------------------------------------------- */
+
+enum ab_err collect_rejected_count(struct ab_db *db, int64_t from_ms, int64_t to_ms,
+                                   int64_t *count, struct ab_errinfo *ei)
+{
+    *count = 0;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db, "SELECT COUNT(*) FROM rejected_events WHERE received_at >= ?1 AND received_at < ?2",
+        &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, from_ms);
+    sqlite3_bind_int64(st, 2, to_ms);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *count = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "counting rejected events", ei);
+}

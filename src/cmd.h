@@ -28,6 +28,49 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
  */
 enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
                                 struct ab_errinfo *ei);
+int cmd_report_main(int argc, char **argv, struct ab_log *log);
+
+/* Flags of the nightly report, which `abacus web` and `abacus up` take too. */
+struct cmd_report_flags {
+    long at_minute;      /* --report-at HH:MM UTC as minutes after midnight; -1: off */
+    const char *webhook; /* --report-webhook URL, or NULL */
+    long attempts;       /* --report-webhook-attempts N; 0 = the default (6) */
+    long backoff_ms;     /* --report-webhook-backoff-ms MS; 0 = the default (2000) */
+};
+#define CMD_REPORT_OPTIONS                                                                         \
+    {"report-at", required_argument, NULL, 'R'}, {"report-webhook", required_argument, NULL, 'W'}, \
+        {"report-webhook-attempts", required_argument, NULL, 'X'},                                 \
+        {"report-webhook-backoff-ms", required_argument, NULL, 'Y'}
+#define CMD_REPORT_OPTSTRING "R:W:X:Y:"
+#define CMD_REPORT_AT_DEFAULT 120L /* 02:00 UTC, in minutes */
+
+/* Like cmd_server_flag, for the report flags. */
+int cmd_report_flag(struct cmd_report_flags *f, int opt, const char *arg);
+
+struct analyze_scheduler;
+struct analyze_webhook;
+
+/* The report's wiring: where the data is, the scheduler and the webhook (both may be NULL). */
+struct cmd_report {
+    const char *data_dir;
+    struct analyze_scheduler *scheduler;
+    struct analyze_webhook *webhook;
+};
+
+/*
+ * analyze_report_run_cb over r (a struct cmd_report): opens DATA_DIR's databases, writes the
+ * report of day_ms into out_dir, and queues its summary on r's webhook.
+ */
+enum ab_err cmd_report_run(void *r, int64_t day_ms, const char *out_dir, struct ab_errinfo *ei);
+
+/*
+ * Starts the webhook thread (with f->webhook) and the scheduler thread (unless at_minute is -1)
+ * for data_dir into *r. Returns 0, or -1 with the reason printed. cmd_report_detach stops both.
+ */
+int cmd_report_attach(const struct cmd_report_flags *f, const char *data_dir,
+                      const struct ab_log *log, struct cmd_report *r);
+void cmd_report_detach(struct cmd_report *r);
+
 int cmd_web_main(int argc, char **argv, struct ab_log *log);
 int cmd_collect_main(int argc, char **argv, struct ab_log *log);
 

@@ -21,6 +21,7 @@ static void usage(FILE *out)
           "                 [--port-file PATH] [--poll-interval S]\n"
           "                 [--snapshot-file PATH | --snapshot-url URL --cache-dir DIR]\n"
           "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
+          "                 [--report-at HH:MM|off] [--report-webhook URL]\n"
           "                 [--demo | --no-demo]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
@@ -31,8 +32,9 @@ static void usage(FILE *out)
           "published snapshot. The browser UI is at the printed URL (the first start creates\n"
           "the user admin@localhost and prints its password). On a first start (no DIR/abacus.db)\n"
           "or with --demo, demo experiments get 14 days of simulated traffic through the assign\n"
-          "and collect APIs, then results; --no-demo never does. Stops cleanly on SIGINT or\n"
-          "SIGTERM.\n",
+          "and collect APIs, then results; --no-demo never does. Writes the previous UTC day's\n"
+          "results report into DIR/reports/ daily at --report-at (default 02:00 UTC; see abacus\n"
+          "web --help). Stops cleanly on SIGINT or SIGTERM.\n",
           out);
 }
 
@@ -70,6 +72,7 @@ static void start_demo(void *data, uint16_t port)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
+                                         CMD_REPORT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"demo", no_argument, NULL, 'E'},
                                          {"no-demo", no_argument, NULL, 'N'},
@@ -79,16 +82,20 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     const char *data_dir = "./data";
     struct cmd_assign_flags aflags = {.poll_s = 5};
     struct cmd_web_flags wflags = {0};
+    struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
     int demo = 0; /* 1: --demo, -1: --no-demo, 0: only on a first start */
     int opt;
     while ((opt = getopt_long(argc, argv,
-                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING "D:ENh",
+                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
+                                  CMD_REPORT_OPTSTRING "D:ENh",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_assign_flag(&aflags, opt, optarg);
         if (handled == 0)
             handled = cmd_web_flag(&wflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_report_flag(&rflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -140,6 +147,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct assign_node *node = NULL;
     struct collect_node *collector = NULL;
     struct up_follow follow = {NULL, NULL};
+    struct cmd_report report = {0};
     struct web_demo *wdemo = NULL;
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
@@ -149,7 +157,8 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     }
     if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
         cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
-        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0)
+        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0 ||
+        cmd_report_attach(&rflags, data_dir, log, &report) != 0)
         goto Exit;
     atomic_store(&follow.node, node);
     atomic_store(&follow.collector, collector);
@@ -159,6 +168,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     }
     code = cmd_serve_notify(srv, &flags, log, "up", wdemo != NULL ? start_demo : NULL, wdemo);
 Exit:
+    cmd_report_detach(&report);
     web_demo_free(wdemo); /* its requests fail fast now that the server is gone */
     atomic_store(&follow.node, NULL);
     atomic_store(&follow.collector, NULL);

@@ -12,13 +12,16 @@ static void usage(FILE *out)
 {
     fputs("usage: abacus web [--data-dir DIR] [--keep-snapshots N] [--publish-debounce-ms MS]\n"
           "                  [--manifest-max-age S] [--listen ADDR] [--port N] [--threads N]\n"
-          "                  [--port-file PATH]\n"
+          "                  [--port-file PATH] [--report-at HH:MM|off] [--report-webhook URL]\n"
           "Serves the admin API under /api/v1/ (Authorization: Bearer <admin key>; the first\n"
           "start creates one, prints it and writes DIR/admin.key) and publishes snapshots at\n"
           "GET /v1/snapshots/latest and /v1/snapshots/{version}.db, automatically MS ms after\n"
           "the last change (default 300) and on POST /api/v1/snapshots. Keeps the newest N\n"
           "snapshot files (default 10). The manifest is sent with Cache-Control max-age S\n"
-          "(default 0: no-cache, so mirrors revalidate every poll).\n",
+          "(default 0: no-cache, so mirrors revalidate every poll). Writes the results report\n"
+          "of the previous UTC day into DIR/reports/ every day at --report-at (default 02:00\n"
+          "UTC; a missed one at start) and POSTs its summary to --report-webhook (see\n"
+          "abacus report --help and docs/operations.md).\n",
           out);
 }
 
@@ -65,19 +68,23 @@ int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const st
 
 int cmd_web_main(int argc, char **argv, struct ab_log *log)
 {
-    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_WEB_OPTIONS,
+    static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_WEB_OPTIONS, CMD_REPORT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     struct cmd_web_flags wflags = {0};
+    struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
     const char *data_dir = "./data";
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_SERVER_OPTSTRING CMD_WEB_OPTSTRING "D:h", opts,
-                              NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv,
+                              CMD_SERVER_OPTSTRING CMD_WEB_OPTSTRING CMD_REPORT_OPTSTRING "D:h",
+                              opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_web_flag(&wflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_report_flag(&rflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -99,15 +106,18 @@ int cmd_web_main(int argc, char **argv, struct ab_log *log)
     cfg.log = log;
     struct ab_http_server *srv = NULL;
     struct web *web = NULL;
+    struct cmd_report report = {0};
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
     if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    if (cmd_web_attach(&wflags, data_dir, log, srv, NULL, NULL, &web) == 0)
+    if (cmd_web_attach(&wflags, data_dir, log, srv, NULL, NULL, &web) == 0 &&
+        cmd_report_attach(&rflags, data_dir, log, &report) == 0)
         code = cmd_serve(srv, &flags, log, "web");
 Exit:
+    cmd_report_detach(&report);
     web_stop(web);
     ab_http_server_free(srv);
     web_free(web);

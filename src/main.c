@@ -24,6 +24,7 @@ static const struct subcommand SUBCOMMANDS[] = {
      "run an assign node (--snapshot-url URL --cache-dir DIR, or --snapshot-file PATH)"},
     {"web", cmd_web_main, "run the control plane: admin API and snapshot publisher"},
     {"analyze", cmd_analyze_main, "compute and store experiment results (--experiment KEY)"},
+    {"report", cmd_report_main, "write the results report of a day (--date YYYY-MM-DD)"},
     {"collect", cmd_collect_main, "run an event collector (--db PATH --snapshot-file PATH)"},
 };
 

@@ -133,6 +133,12 @@ static struct ab_db *begin(struct ab_http_req *req, struct web *w, struct web_ac
     return db;
 }
 
+struct ab_db *web_begin(struct ab_http_req *req, struct web *w, struct web_actor *who,
+                        enum web_role need)
+{
+    return begin(req, w, who, need);
+}
+
 /* The JSON body (an object); answers 415/400/413 itself and returns NULL on failure. An empty
  * body is NULL without an answer when allow_empty. */
 static json_t *read_body(struct ab_http_req *req, int allow_empty, int *failed)
@@ -1047,7 +1053,8 @@ enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_e
             return rc;
     }
     ab_http_add_metrics(srv, metrics_cb, w);
-    return web_static_mount(w, srv, ei);
+    enum ab_err rc = web_reports_mount(w, srv, ei);
+    return rc != AB_OK ? rc : web_static_mount(w, srv, ei);
 }
 
 enum ab_err web_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei)

@@ -370,3 +370,27 @@ enum ab_err web_snapshot_list(struct web *w, struct ab_db *db, json_t **out,
     *out = json_pack("{s:o, s:i}", "snapshots", list, "keep", w->cfg.keep_snapshots);
     return AB_OK;
 }
+
+enum ab_err web_unpublished_since(struct ab_db *db, int64_t as_of_ms, int64_t *since_ms,
+                                  struct ab_errinfo *ei)
+{
+    *since_ms = 0;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db,
+        "SELECT MIN(a.at) FROM audit_log a"
+        " WHERE a.at < ?1 AND a.entity_type IN ('experiment', 'layer', 'api_key')"
+        "   AND COALESCE(json_extract(COALESCE(a.after_json, a.before_json), '$.kind'), '')"
+        "       <> 'admin'"
+        "   AND a.at > COALESCE((SELECT MAX(created_at) FROM snapshots WHERE created_at < ?1),"
+        "                       -1)",
+        &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, as_of_ms);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *since_ms = sqlite3_column_int64(st, 0); /* NULL reads as 0 */
+    sqlite3_reset(st);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading unpublished changes", ei);
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include "abacus/clock.h"
+#include "abacus/db.h"
 #include "abacus/err.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
@@ -84,6 +85,15 @@ struct web_demo;
 enum ab_err web_demo_new(struct web *w, struct web_demo **out, struct ab_errinfo *ei);
 enum ab_err web_demo_start(struct web_demo *d, uint16_t port, struct ab_errinfo *ei);
 void web_demo_free(struct web_demo *d);
+
+/*
+ * For the nightly report's stale-snapshot check, on a connection to the control database
+ * (DATA_DIR/abacus.db): *since_ms gets the time of the oldest change to what snapshots carry
+ * (experiments, layers, client and ingest keys) made before as_of_ms and after the newest
+ * snapshot published before as_of_ms; 0 when there is none.
+ */
+enum ab_err web_unpublished_since(struct ab_db *control, int64_t as_of_ms, int64_t *since_ms,
+                                  struct ab_errinfo *ei);
 
 /* Frees a stopped component after the HTTP server has stopped. Accepts NULL. */
 void web_free(struct web *w);

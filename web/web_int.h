@@ -329,6 +329,16 @@ extern const size_t web_static_files_count;
 /* Registers GET / (index.html) and GET <path> of every static file (static.c). */
 enum ab_err web_static_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
 
+/*
+ * api.c's authentication for other route files: the thread's connection when the request carries
+ * an admin key or a session of at least role need; otherwise NULL, the request answered (401/403).
+ */
+struct ab_db *web_begin(struct ab_http_req *req, struct web *w, struct web_actor *who,
+                        enum web_role need);
+
+/* GET /api/v1/reports and /reports/{date}/{file}: the nightly reports under DATA_DIR/reports. */
+enum ab_err web_reports_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+
 /* Registers the HTTP routes (api.c). */
 enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
 
