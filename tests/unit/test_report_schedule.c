@@ -66,17 +66,20 @@ static int setup(void **state)
     memset(w, 0, sizeof(*w));
     if (make_temp_dir(w->dir) != 0)
         return -1;
-    snprintf(w->reports, sizeof(w->reports), "%s/reports", w->dir);
+    if (snprintf(w->reports, sizeof(w->reports), "%s/reports", w->dir) >= (int)sizeof(w->reports))
+        return -1;
     w->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     ab_log_init(&w->log, AB_LOG_ERROR, w->devnull >= 0 ? w->devnull : 2, &ab_clock_system);
     struct ab_errinfo ei;
     struct ab_db_options o = {0};
     char path[400];
-    snprintf(path, sizeof(path), "%s/abacus.db", w->dir);
+    if (snprintf(path, sizeof(path), "%s/abacus.db", w->dir) >= (int)sizeof(path))
+        return -1;
     if (ab_db_open(path, &o, &w->control, &ei) != AB_OK ||
         ab_migrate(w->control, ab_migrations, ab_migrations_count, NULL, NULL, &ei) != AB_OK)
         return -1;
-    snprintf(path, sizeof(path), "%s/events.db", w->dir);
+    if (snprintf(path, sizeof(path), "%s/events.db", w->dir) >= (int)sizeof(path))
+        return -1;
     if (ab_db_open(path, &o, &w->events, &ei) != AB_OK ||
         ab_migrate(w->events, collect_migrations, collect_migrations_count, NULL, NULL, &ei) !=
             AB_OK)
