@@ -8,6 +8,7 @@
  * them. docs/operations.md describes the files.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -453,12 +454,16 @@ static enum ab_err mkdir_p(const char *path, struct ab_errinfo *ei)
     return AB_OK;
 }
 
-/* dir/name written whole: a temporary file, fsynced, renamed over name. */
+/*
+ * dir/name written whole: a temporary file, fsynced, renamed over name. The temporary name is
+ * the writer's own (process and thread), so two writers of one date never share a file.
+ */
 static enum ab_err write_file(const char *dir, const char *name, const char *data, size_t len,
                               struct ab_errinfo *ei)
 {
     char tmp[4200], final[4200];
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.%lx.tmp", dir, name, (long)getpid(),
+             (unsigned long)pthread_self());
     snprintf(final, sizeof(final), "%s/%s", dir, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)

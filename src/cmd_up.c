@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include "assign.h"
 #include "cmd.h"
@@ -55,6 +56,28 @@ static void on_publish(void *data, const char *path, int64_t version)
         assign_node_poke(node);
     if (collector != NULL)
         collect_node_poke(collector);
+}
+
+/*
+ * Once the demo's events exist: the previous day's report, which the scheduler's catch-up wrote
+ * at start before there was any traffic, is written again, so a newcomer's first report shows
+ * the demo (a report for a date is a pure function of the stored data: rewriting it is safe).
+ */
+static void demo_ready(void *data)
+{
+    struct cmd_report *report = data;
+    if (report->scheduler == NULL)
+        return;
+    int64_t today = ab_clock_now_ms(&ab_clock_system) / 86400000 * 86400000;
+    time_t t = (time_t)((today - 86400000) / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char dir[4200], date[16];
+    strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+    snprintf(dir, sizeof(dir), "%s/reports/%s", report->data_dir, date);
+    struct ab_errinfo ei;
+    if (cmd_report_run(report, today - 86400000, dir, &ei) != AB_OK)
+        fprintf(stderr, "abacus: the report of %s after the demo: %s\n", date, ei.message);
 }
 
 /* Once the server listens: the demo's simulated users start. */
@@ -166,6 +189,8 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         fprintf(stderr, "abacus: cannot create the demo: %s\n", ei.message);
         goto Exit;
     }
+    if (wdemo != NULL)
+        web_demo_on_ready(wdemo, demo_ready, &report);
     code = cmd_serve_notify(srv, &flags, log, "up", wdemo != NULL ? start_demo : NULL, wdemo);
 Exit:
     cmd_report_detach(&report);

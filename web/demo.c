@@ -94,6 +94,8 @@ struct web_demo {
     CURL *curl;
     char *resp;            /* the last response body */
     size_t resp_len, resp_cap;
+    void (*on_ready)(void *data); /* after the demo's results exist (web_demo_on_ready) */
+    void *on_ready_data;
 };
 
 /* ---------------------------------------------------------------- seeding */
@@ -383,6 +385,8 @@ static void *demo_main(void *arg)
         return NULL;
     if (ok) {
         AB_LOG_I(log, "demo_ready", "experiments=%zu", NEXP);
+        if (d->on_ready != NULL)
+            d->on_ready(d->on_ready_data);
         if (d->w->cfg.announce != NULL) {
             fprintf(d->w->cfg.announce,
                     "abacus: the demo is ready: %zu experiments with 14 days of simulated "
@@ -394,6 +398,12 @@ static void *demo_main(void *arg)
         AB_LOG_E(log, "demo_failed", "status=%s", ready ? "traffic" : "node_not_ready");
     }
     return NULL;
+}
+
+void web_demo_on_ready(struct web_demo *d, void (*cb)(void *data), void *data)
+{
+    d->on_ready = cb;
+    d->on_ready_data = data;
 }
 
 enum ab_err web_demo_start(struct web_demo *d, uint16_t port, struct ab_errinfo *ei)

@@ -84,6 +84,8 @@ void web_stop(struct web *w);
 struct web_demo;
 enum ab_err web_demo_new(struct web *w, struct web_demo **out, struct ab_errinfo *ei);
 enum ab_err web_demo_start(struct web_demo *d, uint16_t port, struct ab_errinfo *ei);
+/* cb(data) runs on the demo's thread once its traffic and results exist (set before start). */
+void web_demo_on_ready(struct web_demo *d, void (*cb)(void *data), void *data);
 void web_demo_free(struct web_demo *d);
 
 /*

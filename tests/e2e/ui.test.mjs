@@ -293,10 +293,32 @@ async function run(browser) {
   await ctxV.close();
 
   await demoResults(a);
+  await reportsList(a);
 
   step = 'dialogs';
   eq(dialogs.length, 0, `browser dialogs opened: ${dialogs.join(' | ')}`);
   await ctxA.close();
+}
+
+// The Reports page lists what GET /api/v1/reports lists (abacus up catches up yesterday's report at
+// start), and its link serves the report to the logged-in browser.
+async function reportsList(page) {
+  step = 'reports page';
+  let reports = [];
+  for (let i = 0; i < 100 && reports.length === 0; i++) {
+    reports = (await adminApi('GET', '/api/v1/reports')).data.reports;
+    if (reports.length === 0) await new Promise((res) => setTimeout(res, 200));
+  }
+  check(reports.length > 0, 'abacus up wrote no report at start');
+  await page.goto(`${BASE}/#/reports`);
+  await page.waitForSelector('#reports');
+  eq(await page.locator('#reports tbody tr').count(), reports.length, 'report rows');
+  const first = page.locator(`#reports tr[data-date="${reports[0].date}"] a`).first();
+  eq(await first.getAttribute('href'), reports[0].html, 'link to the report');
+  const served = await page.request.get(`${BASE}${reports[0].html}`);
+  eq(served.status(), 200, 'the report, for the logged-in browser');
+  check((served.headers()['content-type'] || '').startsWith('text/html'), 'served as HTML');
+  await shot(page, '11-reports');
 }
 
 // The demo's results as the UI shows them, against GET /api/v1/experiments/{key}/results.

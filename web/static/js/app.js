@@ -525,6 +525,21 @@ async function snapshotsPage() {
         h('td', {}, String(s.summary.experiments ?? '?')), h('td', {}, String(s.size)), h('td', {}, s.available ? s.url : 'pruned'))))));
 }
 
+// The nightly reports (GET /api/v1/reports), newest first; each file opens from this origin.
+async function reportsPage() {
+  const data = await get('/api/v1/reports');
+  page('Reports',
+    h('p', { class: 'muted' }, 'The results report written every night for the previous day (abacus report; docs/operations.md).'),
+    data.reports.length
+      ? h('table', { class: 'list', id: 'reports' },
+        h('thead', {}, h('tr', {}, ['Day', 'Report', 'Data'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, data.reports.map((r) => h('tr', { 'data-date': r.date },
+          h('td', {}, r.date),
+          h('td', {}, h('a', { href: r.html, target: '_blank', rel: 'noopener' }, 'report.html')),
+          h('td', {}, h('a', { href: r.json }, 'JSON'), ' · ', h('a', { href: r.csv }, 'CSV'))))))
+      : h('p', { class: 'empty' }, 'No report yet: the first one is written at the next scheduled time (--report-at, 02:00 UTC by default).'));
+}
+
 // ---------------------------------------------------------------- routing
 
 async function route() {
@@ -545,6 +560,7 @@ async function route() {
     else if (parts[0] === 'users') await usersPage();
     else if (parts[0] === 'audit') await auditPage(params);
     else if (parts[0] === 'snapshots') await snapshotsPage();
+    else if (parts[0] === 'reports') await reportsPage();
     else page('Not found', h('p', {}, 'No such page.'));
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) { await loadSession(); location.hash = '#/login'; return; }
