@@ -47,6 +47,7 @@ static const char SQL_INSERT[] =
     "unit, experiment, variant, metric, value, attributes, source) "
     "VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
     "ON CONFLICT (client_ts, id_hash) DO NOTHING";
+static const char SQL_MAX_SEQ[] = "SELECT COALESCE(MAX(seq), 0) FROM events";
 static const char SQL_REJECT[] =
     "INSERT INTO rejected_events (received_at, source, request_index, code, field, message, raw) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -237,6 +238,20 @@ static void record_commit(struct collect_store *st, struct collect_batch *list, 
     }
 }
 
+static enum ab_err max_seq(struct ab_db *db, int64_t *out, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    *out = 0;
+    enum ab_err rc = ab_db_prepare(db, SQL_MAX_SEQ, &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading the last seq", ei);
+}
+
 static void *writer_main(void *arg)
 {
     struct collect_store *st = arg;
@@ -257,6 +272,9 @@ static void *writer_main(void *arg)
         int64_t t0 = ab_clock_mono_ns(st->clock);
         enum ab_err rc = ab_db_transaction(st->db, store_group, list, &ei);
         record_commit(st, list, rc, ab_clock_mono_ns(st->clock) - t0, &ei);
+        int64_t seq;
+        if (rc == AB_OK && max_seq(st->db, &seq, &ei) == AB_OK) /* O(log n): the rowid's end */
+            atomic_store(&st->stats.last_seq, seq);
         while (list != NULL) {
             struct collect_batch *next = list->next;
             list->next = NULL;
@@ -282,11 +300,15 @@ enum ab_err collect_store_open(const struct collect_store_config *cfg, struct co
     /* the dedup index's recent end and the table's last pages stay cached (32 MiB) */
     if (rc == AB_OK)
         rc = ab_db_exec(db, "PRAGMA cache_size = -32768", ei);
+    int64_t last_seq = 0;
+    if (rc == AB_OK)
+        rc = max_seq(db, &last_seq, ei);
     if (rc != AB_OK) {
         ab_db_close(db);
         return rc;
     }
     struct collect_store *st = ab_mem_calloc(1, sizeof(*st));
+    atomic_store(&st->stats.last_seq, last_seq);
     st->db = db;
     st->log = cfg->log;
     st->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;

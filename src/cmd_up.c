@@ -20,6 +20,8 @@ static void usage(FILE *out)
           "                 [--port-file PATH] [--poll-interval S]\n"
           "                 [--snapshot-file PATH | --snapshot-url URL --cache-dir DIR]\n"
           "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
+          "                 [--forward clickhouse://HOST:PORT/DB [--outbox-max-events N]\n"
+          "                  [--retention-days N] [--forward-batch N]]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
@@ -52,6 +54,7 @@ static void on_publish(void *data, const char *path, int64_t version)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
+                                         CMD_COLLECT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
@@ -59,15 +62,19 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     const char *data_dir = "./data";
     struct cmd_assign_flags aflags = {.poll_s = 5};
     struct cmd_web_flags wflags = {0};
+    struct cmd_collect_flags colflags = {.retention_days = -1};
     int opt;
     while ((opt = getopt_long(argc, argv,
-                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING "D:h",
+                              CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
+                                  CMD_COLLECT_OPTSTRING "D:h",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_assign_flag(&aflags, opt, optarg);
         if (handled == 0)
             handled = cmd_web_flag(&wflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_collect_flag(&colflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -114,7 +121,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     }
     if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
         cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
-        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0)
+        cmd_collect_attach(events_db, &colflags, &cflags, log, srv, &collector) != 0)
         goto Exit;
     atomic_store(&follow.node, node);
     atomic_store(&follow.collector, collector);
