@@ -1,6 +1,7 @@
 /*
- * Wires the analysis together (analyze.h): definition and aggregation from SQL (sql.c), results
- * from the statistics (results.c), stored back through sql.c.
+ * Wires the analysis together (analyze.h): definition from SQL (sql.c), aggregation from the
+ * events store (sql.c for SQLite, clickhouse.c for ClickHouse), results from the statistics
+ * (results.c), stored back through sql.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,15 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
                                int64_t now_ms, const struct analyze_settings *settings,
                                json_t **results, struct ab_errinfo *ei)
 {
+    struct analyze_events ev = {events, NULL};
+    return analyze_experiment_in(control, &ev, key, now_ms, settings, results, ei);
+}
+
+enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_events *events,
+                                  const char *key, int64_t now_ms,
+                                  const struct analyze_settings *settings, json_t **results,
+                                  struct ab_errinfo *ei)
+{
     *results = NULL;
     struct analyze_options opt;
     struct analyze_experiment_def *def = NULL;
@@ -37,7 +47,9 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
     char *text = NULL;
     enum ab_err rc = options_of(settings, now_ms, &opt, ei);
     if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
-        (rc = analyze_sql_aggregate(events, def, now_ms, &agg, ei)) != AB_OK)
+        (rc = events->clickhouse != NULL
+                  ? analyze_ch_aggregate(events->clickhouse, def, now_ms, &agg, ei)
+                  : analyze_sql_aggregate(events->sqlite, def, now_ms, &agg, ei)) != AB_OK)
         goto Exit;
     json_t *r = analyze_results(def, agg, &opt);
     text = json_dumps(r, JSON_COMPACT);

@@ -4,9 +4,12 @@
  * ClickHouse stopped the collector accepts up to its outbox quota, then answers 503, and the
  * backlog drains once ClickHouse is back; a batch whose answer is lost (a proxy drops it after
  * ClickHouse stored it) is re-sent and still counted once; SIGKILLs in the middle of forwarding a
- * backlog lose and duplicate nothing.
+ * backlog lose and duplicate nothing. And the analysis: the same seeded events posted to a
+ * collector that forwards them (with lost answers, so ClickHouse holds re-sent rows) give the
+ * same aggregates and the same results JSON from SQLite and from ClickHouse.
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,7 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "abacus/clickhouse.h"
+#include "abacus/db.h"
+#include "abacus/migrate.h"
 #include "abacus/snapshot.h"
+#include "analyze.h"
+#include "analyze_int.h"
 #include "ch_server.h"
 #include "harness.h"
 
@@ -436,6 +444,280 @@ static void test_sigkill_mid_forward(void **state)
     assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
 }
 
+/* ---------------------------------------------------------------- analysis: SQLite = ClickHouse */
+
+#define UNITS 400
+#define DAY 86400000LL
+#define START 1767225600000LL /* 2026-01-01T00:00:00Z, the phase start */
+#define THROUGH_TEXT "2026-01-06T12:00:00Z"
+#define THROUGH (START + 5 * DAY + DAY / 2)
+
+static uint64_t g_rng = 42;
+static uint64_t rnd(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+static int64_t rnd_range(int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)(rnd() % (uint64_t)(hi - lo));
+}
+
+static const char *const METRICS[] = {"purchase", "revenue", "session"};
+
+/* Seeded traffic as in tests/unit/test_analyze.c, as event JSON objects: exposures (some
+ * repeated, some to both variants, some before the phase or after the as-of time) and metric
+ * events before and after them. */
+static json_t *generate_events(void)
+{
+    json_t *all = json_array();
+    int n = 0;
+    for (int u = 0; u < UNITS; u++) {
+        char unit[32], id[32];
+        snprintf(unit, sizeof(unit), "unit-%d", u);
+        int variant = (int)(rnd() % 2);
+        int64_t t0 = rnd_range(START - DAY, START + 6 * DAY);
+        int nexp = 1 + (int)(rnd() % 3);
+        for (int k = 0; k < nexp; k++) {
+            int v = (u % 25 == 0 && k == 1) ? 1 - variant : variant;
+            snprintf(id, sizeof(id), "ev-%d", n++);
+            json_array_append_new(
+                all, json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "id", id, "type", "exposure", "ts",
+                               (json_int_t)(t0 + k * (int64_t)(rnd() % (3 * DAY))), "unit", unit,
+                               "experiment", "exp", "variant", v ? "treatment" : "control"));
+        }
+        int nmet = (int)(rnd() % 8);
+        for (int k = 0; k < nmet; k++) {
+            const char *m = METRICS[rnd() % 3];
+            double value = m == METRICS[0] ? 1 : (double)(rnd() % 10000) / 100.0;
+            int64_t ts = rnd_range(t0 - 10 * DAY, t0 + 5 * DAY);
+            snprintf(id, sizeof(id), "ev-%d", n++);
+            json_array_append_new(all, json_pack("{s:s, s:s, s:I, s:s, s:s, s:f}", "id", id,
+                                                 "type", "metric", "ts", (json_int_t)ts, "unit",
+                                                 unit, "metric", m, "value", value));
+        }
+    }
+    return all;
+}
+
+static void post_json(uint16_t port, json_t *events, size_t from, size_t to)
+{
+    json_t *part = json_array();
+    for (size_t i = from; i < to; i++)
+        json_array_append(part, json_array_get(events, i));
+    json_t *doc = json_pack("{s:o}", "events", part);
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    size_t len = strlen(body);
+    char *req = malloc(len + 512);
+    int n = snprintf(req, len + 512,
+                     "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Authorization: Bearer " KEY "\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     len, body);
+    struct http_response r;
+    assert_int_equal(http_raw(port, req, (size_t)n, &r), 0);
+    if (r.status != 200 || strstr(r.body, "\"rejected\":[]") == NULL)
+        fail_msg("posting events: %d %s", r.status, r.body);
+    http_response_free(&r);
+    free(req);
+    free(body);
+}
+
+static void exec_ok(struct ab_db *db, const char *sql)
+{
+    struct ab_errinfo ei;
+    if (ab_db_exec(db, sql, &ei) != AB_OK)
+        fail_msg("%s: %s", sql, ei.message);
+}
+
+/* The control database of tests/unit/test_analyze.c: experiment exp, three metrics. */
+static void write_control(const char *path)
+{
+    struct ab_db_options o = {.sync = AB_DB_SYNC_NORMAL};
+    struct ab_db *db;
+    struct ab_errinfo ei;
+    assert_int_equal(ab_db_open(path, &o, &db, &ei), AB_OK);
+    assert_int_equal(ab_migrate(db, ab_migrations, ab_migrations_count, NULL, NULL, &ei), AB_OK);
+    char sql[2048];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO experiments (id, key, seed, status, phase, created_at, updated_at)"
+             " VALUES (1, 'exp', 'exp', 'running', 1, 0, 0);"
+             "INSERT INTO experiment_phases VALUES (1, 1, 'exp', '[0.5,0.5]', %lld, NULL);"
+             "INSERT INTO variants (experiment_id, position, key, weight) VALUES"
+             " (1, 0, 'control', 0.5), (1, 1, 'treatment', 0.5);"
+             "INSERT INTO metrics (id, key, type, event, denominator_event, direction,"
+             " conversion_window_hours, created_at, updated_at) VALUES"
+             " (1, 'purchase', 'binomial', 'purchase', NULL, 'increase', NULL, 0, 0),"
+             " (2, 'revenue', 'mean', 'revenue', NULL, 'increase', 48, 0, 0),"
+             " (3, 'revenue_per_session', 'ratio', 'revenue', 'session', 'increase', NULL, 0, 0);"
+             "INSERT INTO experiment_metrics VALUES (1, 1, 'goal'), (1, 2, 'goal'),"
+             " (1, 3, 'secondary');",
+             (long long)START);
+    exec_ok(db, sql);
+    ab_db_close(db);
+}
+
+static int close_enough(double a, double b)
+{
+    return fabs(a - b) <= 1e-9 * fmax(1, fabs(b));
+}
+
+/* Every number of a within 1e-9 (relative) of b's, everything else equal; path names a miss. */
+static int json_close(const json_t *a, const json_t *b, char *path, size_t cap)
+{
+    if (json_is_number(a) && json_is_number(b))
+        return close_enough(json_number_value(a), json_number_value(b));
+    if (json_typeof(a) != json_typeof(b))
+        return 0;
+    size_t len = strlen(path);
+    if (json_is_object(a)) {
+        if (json_object_size(a) != json_object_size(b))
+            return 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)a, k, v)
+        {
+            snprintf(path + len, cap - len, ".%s", k);
+            if (!json_close(v, json_object_get(b, k), path, cap))
+                return 0;
+        }
+        path[len] = '\0';
+        return 1;
+    }
+    if (json_is_array(a)) {
+        if (json_array_size(a) != json_array_size(b))
+            return 0;
+        for (size_t i = 0; i < json_array_size(a); i++) {
+            snprintf(path + len, cap - len, "[%zu]", i);
+            if (!json_close(json_array_get(a, i), json_array_get(b, i), path, cap))
+                return 0;
+        }
+        path[len] = '\0';
+        return 1;
+    }
+    return json_equal((json_t *)a, (json_t *)b);
+}
+
+static json_t *analyze_cli(const char *store)
+{
+    const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", g_node.dir, "--experiment", "exp",
+                          "--json", "--at", THROUGH_TEXT, store != NULL ? "--store" : NULL,
+                          store, NULL};
+    size_t cap = (size_t)4 << 20;
+    char *out = malloc(cap);
+    int code = run_command(argv, out, cap);
+    if (code != 0)
+        fail_msg("abacus analyze%s failed: %s", store != NULL ? " --store" : "", out);
+    /* the log lines (stderr) come after the JSON's closing brace */
+    char *json_start = strchr(out, '{');
+    json_error_t jerr;
+    json_t *doc = json_start != NULL ? json_loads(json_start, JSON_DISABLE_EOF_CHECK, &jerr)
+                                     : NULL;
+    if (doc == NULL)
+        fail_msg("abacus analyze printed no JSON: %s", out);
+    free(out);
+    return doc;
+}
+
+static void test_analysis_clickhouse_equals_sqlite(void **state)
+{
+    (void)state;
+    migrate("t_an");
+    struct proxy px;
+    proxy_start(&px, g_ch.http_port, 3); /* three answers lost: re-sent rows in ClickHouse */
+    char url[200];
+    snprintf(url, sizeof(url), "clickhouse://127.0.0.1:%u/t_an", (unsigned)px.port);
+    new_collector_dir();
+    start_collector(url, "--forward-batch", "300");
+    json_t *events = generate_events();
+    size_t n = json_array_size(events);
+    for (size_t i = 0; i < n; i += 500)
+        post_json(g_node.port, events, i, i + 500 < n ? i + 500 : n);
+    wait_drained(g_node.port, (double)n);
+    assert_int_equal(atomic_load(&px.dropped_200), 3);
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    proxy_stop(&px);
+    json_decref(events);
+    /* merges may already have folded the re-sent rows: store every metric event a second time,
+     * with merges stopped, so the analysis must deduplicate by itself */
+    assert_int_equal(ch_query(&g_ch, "t_an", "SYSTEM STOP MERGES", NULL), 200);
+    assert_int_equal(ch_query(&g_ch, "t_an",
+                              "INSERT INTO events SELECT * FROM events FINAL WHERE type = 'metric'",
+                              NULL),
+                     200);
+    long long rows = count("t_an", "SELECT count() FROM events");
+    printf("analysis: %zu events, %lld rows in ClickHouse\n", n, rows);
+    assert_true(rows > (long long)n + 500);
+    assert_int_equal(count("t_an", "SELECT uniqExact(id) FROM events"), (long long)n);
+
+    char control[600];
+    snprintf(control, sizeof(control), "%s/abacus.db", g_node.dir);
+    write_control(control);
+
+    /* the aggregates, cell by cell */
+    struct ab_db_options ro = {.readonly = 1};
+    struct ab_db *cdb, *edb;
+    struct ab_errinfo ei;
+    assert_int_equal(ab_db_open(control, &ro, &cdb, &ei), AB_OK);
+    assert_int_equal(ab_db_open(g_db, &ro, &edb, &ei), AB_OK);
+    struct ab_ch_url chu;
+    snprintf(url, sizeof(url), "clickhouse://127.0.0.1:%u/t_an", (unsigned)g_ch.http_port);
+    assert_int_equal(ab_ch_url_parse(url, strlen(url), &chu, &ei), AB_OK);
+    struct ab_ch *ch;
+    assert_int_equal(ab_ch_new(&chu, 60000, &ch, &ei), AB_OK);
+    struct analyze_experiment_def *def;
+    assert_int_equal(analyze_sql_load_def(cdb, "exp", &def, &ei), AB_OK);
+    struct analyze_agg *sa, *ca;
+    assert_int_equal(analyze_sql_aggregate(edb, def, THROUGH, &sa, &ei), AB_OK);
+    if (analyze_ch_aggregate(ch, def, THROUGH, &ca, &ei) != AB_OK)
+        fail_msg("ClickHouse aggregation: %s", ei.message);
+    assert_int_equal(ca->ndays, sa->ndays);
+    for (size_t v = 0; v < sa->nvariants; v++)
+        assert_int_equal(ca->units[v], sa->units[v]);
+    assert_true(sa->units[0] > 0 && sa->units[1] > 0);
+    assert_int_equal(ca->multiple_exposures, sa->multiple_exposures);
+    assert_true(sa->multiple_exposures > 0);
+    assert_int_equal(ca->unknown_variant, sa->unknown_variant);
+    assert_int_equal(ca->data_through_ms, sa->data_through_ms);
+    int cells = 0;
+    for (size_t m = 0; m < sa->nmetrics; m++)
+        for (size_t v = 0; v < sa->nvariants; v++)
+            for (size_t d = 0; d < sa->ndays; d++) {
+                const struct analyze_sums *s = &analyze_agg_cell(sa, m, v, d)->sums;
+                const struct analyze_sums *c = &analyze_agg_cell(ca, m, v, d)->sums;
+                const double got[] = {c->n, c->sum_y, c->sum_yy, c->sum_x, c->sum_xx, c->sum_xy};
+                const double want[] = {s->n, s->sum_y, s->sum_yy, s->sum_x, s->sum_xx, s->sum_xy};
+                for (int k = 0; k < 6; k++) {
+                    if (!close_enough(got[k], want[k]))
+                        fail_msg("metric %zu variant %zu day %zu sum %d: ClickHouse %.17g, "
+                                 "SQLite %.17g",
+                                 m, v, d, k, got[k], want[k]);
+                    cells += want[k] != 0;
+                }
+            }
+    assert_true(cells > 100);
+    analyze_agg_free(sa);
+    analyze_agg_free(ca);
+    analyze_experiment_def_free(def);
+    ab_ch_free(ch);
+    ab_db_close(edb);
+    ab_db_close(cdb);
+
+    /* the results JSON of `abacus analyze`, from each store */
+    json_t *from_sqlite = analyze_cli(NULL);
+    json_t *from_ch = analyze_cli(url);
+    char path[512] = "";
+    if (!json_close(from_ch, from_sqlite, path, sizeof(path)))
+        fail_msg("results differ at %s", path[0] != '\0' ? path : "(top)");
+    assert_true(json_array_size(json_object_get(from_sqlite, "metrics")) == 3);
+    json_decref(from_sqlite);
+    json_decref(from_ch);
+    assert_int_equal(ch_query(&g_ch, "t_an", "SYSTEM START MERGES", NULL), 200);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -460,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_down_quota_then_drain),
         cmocka_unit_test(test_lost_answer_resent_counted_once),
         cmocka_unit_test(test_sigkill_mid_forward),
+        cmocka_unit_test(test_analysis_clickhouse_equals_sqlite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
