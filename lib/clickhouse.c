@@ -363,7 +363,8 @@ static char *next_statement(const char **p)
 {
     char *out = NULL;
     size_t len = 0;
-    int quote = 0, any = 0;
+    char quote = 0;
+    int any = 0;
     const char *s = *p;
     for (; *s != '\0'; s++) {
         if (!quote && s[0] == '-' && s[1] == '-') {
