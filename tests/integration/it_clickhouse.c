@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 #include "abacus/clickhouse.h"
 #include "abacus/db.h"
 #include "abacus/migrate.h"
@@ -274,6 +275,50 @@ static void test_down_quota_then_drain(void **state)
     assert_true(metric(g_node.port, "abacus_collect_forward_oldest_age_seconds") == 0);
     assert_int_equal(post_events(g_node.port, "down", 100 + b * 50, 50, NULL), 200);
     assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+}
+
+/* Forwarded events received before the retention period are deleted locally, the newest kept. */
+static void test_retention_prunes_forwarded(void **state)
+{
+    (void)state;
+    migrate("t_prune");
+    new_collector_dir();
+    start_collector(g_url, NULL, NULL); /* creates the events database */
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(g_db, &db), SQLITE_OK);
+    /* 300 events received 3 days ago, then 50 received now */
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 349)"
+                     " INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts,"
+                     " received_at, unit, metric, value, source)"
+                     " SELECT 'old-' || i, i, 0, 'metric', 1764000000000 + i, 1764000000000 + i,"
+                     " CASE WHEN i < 300 THEN CAST(strftime('%s', 'now') AS INTEGER) * 1000"
+                     " - 3 * 86400000 ELSE CAST(strftime('%s', 'now') AS INTEGER) * 1000 END,"
+                     " 'u', 'm', 1, 'events' FROM n",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    start_collector(g_url, "--retention-days", "1");
+    wait_drained(g_node.port, 350);
+    for (int waited = 0; waited < 30000; waited += 100) {
+        if (metric(g_node.port, "abacus_collect_forward_pruned_events_total") >= 300)
+            break;
+        sleep_ms(100);
+    }
+    assert_true(metric(g_node.port, "abacus_collect_forward_pruned_events_total") == 300);
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    assert_int_equal(sqlite3_open(g_db, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), min(seq) FROM events", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 50); /* the recent ones stay */
+    assert_int_equal(sqlite3_column_int(st, 1), 301);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_int_equal(count("t_prune", "SELECT count() FROM events"), 350);
 }
 
 /* ---------------------------------------------------------------- a proxy that loses answers */
@@ -740,6 +785,7 @@ int main(void)
         cmocka_unit_test(test_migrate_idempotent),
         cmocka_unit_test(test_forward_in_order_survives_restart),
         cmocka_unit_test(test_down_quota_then_drain),
+        cmocka_unit_test(test_retention_prunes_forwarded),
         cmocka_unit_test(test_lost_answer_resent_counted_once),
         cmocka_unit_test(test_sigkill_mid_forward),
         cmocka_unit_test(test_analysis_clickhouse_equals_sqlite),

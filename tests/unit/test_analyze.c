@@ -311,6 +311,7 @@ static void test_aggregate_matches_brute_force(void **state)
     assert_int_equal(analyze_experiment(control, events, "exp", THROUGH, &s, &r1, &ei), AB_OK);
     assert_int_equal(analyze_experiment(control, events, "exp", THROUGH, &s, &r2, &ei), AB_OK);
     assert_true(json_equal(r1, r2));
+    json_decref(r2);
     json_t *stored;
     assert_int_equal(analyze_stored(control, "exp", &stored, &ei), AB_OK);
     assert_true(json_equal(stored, r1));
