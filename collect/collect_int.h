@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <jansson.h>
 #include "abacus/clock.h"
+#include "abacus/db.h"
 #include "abacus/err.h"
 #include "abacus/log.h"
 #include "abacus/snapshot.h"
@@ -182,6 +183,15 @@ enum ab_err collect_store_submit(struct collect_store *st, struct collect_batch 
 
 struct collect_stats *collect_store_stats(struct collect_store *st);
 
+/*
+ * Runs fn(db, arg) in its own transaction on the writer thread (after the group commit in
+ * progress) and waits for it: how another thread writes to the events database without
+ * contending for its write lock. Returns fn's or the commit's error; AB_ERR_UNAVAILABLE when the
+ * store is closing.
+ */
+enum ab_err collect_store_run(struct collect_store *st, ab_db_tx_cb fn, void *arg,
+                              struct ab_errinfo *ei);
+
 /* Stores what is queued, stops the writer and closes the database. Accepts NULL. */
 void collect_store_close(struct collect_store *st);
 
@@ -196,7 +206,7 @@ struct collect_forward_config {
     long timeout_ms;              /* per INSERT; 0 = 10000 */
     int64_t retention_ms;         /* forwarded events received longer ago are deleted; 0 keeps */
     size_t outbox_max_events;     /* the quota node.c enforces (reported in /metrics) */
-    struct collect_stats *store_stats; /* last_seq: what the writer committed */
+    struct collect_store *store;  /* writes go through its writer (collect_store_run) */
     const struct ab_log *log;
     const struct ab_clock *clock;
 };

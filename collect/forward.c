@@ -21,7 +21,7 @@
 #include "collect_int.h"
 
 #define FORWARD_PRUNE_EVERY_MS 10000
-#define FORWARD_PRUNE_CHUNK 20000
+#define FORWARD_PRUNE_CHUNK 5000
 #define FORWARD_BACKOFF_MAX_MS 5000
 
 struct collect_forward {
@@ -95,28 +95,47 @@ static int stopping(struct collect_forward *f)
     return s;
 }
 
+struct state_job {
+    struct collect_forward *f;
+    int64_t position, inflight_end;
+};
+
+static enum ab_err state_job_cb(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
+    struct state_job *j = arg;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db, SQL_STATE_WRITE, &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, j->f->target, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, j->position);
+    sqlite3_bind_int64(st, 3, j->inflight_end);
+    return ab_db_step_done(db, st, ei);
+}
+
+/* Records the position and the in-flight batch's end (on the writer's connection). */
 static enum ab_err write_state(struct collect_forward *f, int64_t position, int64_t inflight_end,
                                struct ab_errinfo *ei)
 {
+    struct state_job j = {f, position, inflight_end};
+    return collect_store_run(f->cfg.store, state_job_cb, &j, ei);
+}
+
+static enum ab_err init_job_cb(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
     sqlite3_stmt *st;
-    enum ab_err rc = ab_db_prepare(f->db, SQL_STATE_WRITE, &st, ei);
+    enum ab_err rc = ab_db_prepare(db, SQL_STATE_INIT, &st, ei);
     if (rc != AB_OK)
         return rc;
-    sqlite3_bind_text(st, 1, f->target, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, position);
-    sqlite3_bind_int64(st, 3, inflight_end);
-    return ab_db_step_done(f->db, st, ei);
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    return ab_db_step_done(db, st, ei);
 }
 
 static enum ab_err read_state(struct collect_forward *f, struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
-    enum ab_err rc = ab_db_prepare(f->db, SQL_STATE_INIT, &st, ei);
-    if (rc != AB_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, f->target, -1, SQLITE_STATIC);
-    if ((rc = ab_db_step_done(f->db, st, ei)) != AB_OK ||
-        (rc = ab_db_prepare(f->db, SQL_STATE_READ, &st, ei)) != AB_OK)
+    enum ab_err rc = collect_store_run(f->cfg.store, init_job_cb, f->target, ei);
+    if (rc != AB_OK || (rc = ab_db_prepare(f->db, SQL_STATE_READ, &st, ei)) != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, f->target, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
@@ -196,27 +215,44 @@ static enum ab_err read_batch(struct collect_forward *f, int64_t upto, struct fb
     return rc;
 }
 
-/* Deletes forwarded events received before now - retention, a chunk per transaction. */
+struct prune_job {
+    int64_t position, cutoff;
+    int deleted;
+};
+
+static enum ab_err prune_job_cb(struct ab_db *db, void *arg, struct ab_errinfo *ei)
+{
+    struct prune_job *j = arg;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db, SQL_PRUNE, &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_int64(st, 1, j->position);
+    sqlite3_bind_int64(st, 2, j->cutoff);
+    sqlite3_bind_int(st, 3, FORWARD_PRUNE_CHUNK);
+    rc = ab_db_step_done(db, st, ei);
+    j->deleted = rc == AB_OK ? sqlite3_changes(ab_db_handle(db)) : 0;
+    return rc;
+}
+
+/*
+ * Deletes forwarded events received before now - retention, a chunk per transaction on the
+ * writer's connection (so the group commits of new events interleave with the chunks).
+ */
 static void prune(struct collect_forward *f)
 {
     if (f->cfg.retention_ms <= 0)
         return;
-    int64_t cutoff = ab_clock_now_ms(f->cfg.clock) - f->cfg.retention_ms;
+    struct prune_job j = {atomic_load(&f->position),
+                          ab_clock_now_ms(f->cfg.clock) - f->cfg.retention_ms, 0};
     while (!stopping(f)) {
-        sqlite3_stmt *st;
         struct ab_errinfo ei;
-        if (ab_db_prepare(f->db, SQL_PRUNE, &st, &ei) != AB_OK)
-            return;
-        sqlite3_bind_int64(st, 1, atomic_load(&f->position));
-        sqlite3_bind_int64(st, 2, cutoff);
-        sqlite3_bind_int(st, 3, FORWARD_PRUNE_CHUNK);
-        if (ab_db_step_done(f->db, st, &ei) != AB_OK) {
+        if (collect_store_run(f->cfg.store, prune_job_cb, &j, &ei) != AB_OK) {
             AB_LOG_W(f->cfg.log, "collect_forward_prune_failed", "message=\"%s\"", ei.message);
             return;
         }
-        int n = sqlite3_changes(ab_db_handle(f->db));
-        atomic_fetch_add(&f->pruned, (uint64_t)n);
-        if (n < FORWARD_PRUNE_CHUNK)
+        atomic_fetch_add(&f->pruned, (uint64_t)j.deleted);
+        if (j.deleted < FORWARD_PRUNE_CHUNK)
             return;
     }
 }
@@ -258,7 +294,7 @@ static void *forward_main(void *arg)
         if (!have) {
             int64_t pos = atomic_load(&f->position);
             int resend = f->inflight_end > pos;
-            if (!resend && atomic_load(&f->cfg.store_stats->last_seq) <= pos) {
+            if (!resend && atomic_load(&collect_store_stats(f->cfg.store)->last_seq) <= pos) {
                 atomic_store(&f->oldest_ms, 0);
                 sleep_or_stop(f, 20);
                 continue;
@@ -353,7 +389,7 @@ Exit:
 
 int64_t collect_forward_backlog(struct collect_forward *f)
 {
-    int64_t b = atomic_load(&f->cfg.store_stats->last_seq) - atomic_load(&f->position);
+    int64_t b = atomic_load(&collect_store_stats(f->cfg.store)->last_seq) - atomic_load(&f->position);
     return b > 0 ? b : 0;
 }
 

@@ -513,7 +513,7 @@ enum ab_err collect_node_start(struct collect_node *n, struct ab_errinfo *ei)
                                             .batch_max = n->cfg.forward_batch,
                                             .retention_ms = n->cfg.retention_ms,
                                             .outbox_max_events = n->cfg.outbox_max_events,
-                                            .store_stats = collect_store_stats(n->store),
+                                            .store = n->store,
                                             .log = n->cfg.log,
                                             .clock = n->cfg.clock};
         if ((rc = collect_forward_start(&fc, &n->forward, ei)) != AB_OK)
