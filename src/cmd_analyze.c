@@ -1,8 +1,8 @@
 /*
- * `abacus analyze [--data-dir DIR] [--experiment KEY] [--json]`: computes the results of one
- * experiment (or of every running one) from the events stored so far, stores them in the
- * results table, and prints them: a short table, or the results JSON (an object for one
- * experiment, an array for all).
+ * `abacus analyze [--data-dir DIR] [--experiment KEY] [--json] [--store clickhouse://...]`:
+ * computes the results of one experiment (or of every running one) from the events stored so far
+ * (DIR/events.db, or ClickHouse with --store), stores them in the results table, and prints them:
+ * a short table, or the results JSON (an object for one experiment, an array for all).
  */
 #include <getopt.h>
 #include <stdio.h>
