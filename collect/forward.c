@@ -166,9 +166,11 @@ static enum ab_err read_batch(struct collect_forward *f, int64_t upto, struct fb
         return rc;
     memset(b, 0, sizeof(*b));
     ab_jsonw_init(&b->body, (size_t)1 << 30);
-    sqlite3_bind_int64(st, 1, atomic_load(&f->position));
+    int64_t pos = atomic_load(&f->position);
+    sqlite3_bind_int64(st, 1, pos);
     sqlite3_bind_int64(st, 2, upto);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)f->cfg.batch_max);
+    /* a re-sent batch is the whole recorded range, whatever --forward-batch is now */
+    sqlite3_bind_int64(st, 3, upto > pos ? upto - pos : (sqlite3_int64)f->cfg.batch_max);
     int s;
     struct ab_jsonw *w = &b->body;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
