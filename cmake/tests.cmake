@@ -73,7 +73,8 @@ endif()
 abacus_test(it_clickhouse SOURCES tests/integration/it_clickhouse.c
             tests/integration/ch_server.c LABELS integration TIMEOUT 300)
 add_dependencies(it_clickhouse abacus)
-target_compile_definitions(it_clickhouse PRIVATE CLICKHOUSE_SERVER="${CLICKHOUSE_SERVER}")
+target_compile_definitions(it_clickhouse PRIVATE CLICKHOUSE_SERVER="${CLICKHOUSE_SERVER}"
+  CLUSTER_DDL="${CMAKE_SOURCE_DIR}/migrations/clickhouse/cluster/events_distributed.sql")
 target_link_libraries(it_clickhouse PRIVATE abacus_analyze)
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)

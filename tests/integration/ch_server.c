@@ -74,20 +74,31 @@ static int write_config(struct ch_server *s)
             "<profile>default</profile><quota>default</quota></default></users>\n"
             "  <profiles><default><max_memory_usage>1000000000</max_memory_usage>"
             "<max_threads>2</max_threads></default></profiles>\n"
-            "  <quotas><default></default></quotas>\n"
+            "  <quotas><default></default></quotas>\n%s\n"
             "</yandex>\n",
             s->dir, s->dir, (unsigned)s->http_port, (unsigned)s->tcp_port,
-            (unsigned)s->interserver_port, s->dir, s->dir, s->dir, s->dir);
+            (unsigned)s->interserver_port, s->dir, s->dir, s->dir, s->dir, s->extra);
     return fclose(fp) == 0 ? 0 : -1;
+}
+
+int ch_init(struct ch_server *s)
+{
+    if (s->dir[0] != '\0')
+        return 0;
+    return make_temp_dir(s->dir) == 0 &&
+                   free_ports(&s->http_port, &s->tcp_port, &s->interserver_port) == 0
+               ? 0
+               : -1;
 }
 
 int ch_start(struct ch_server *s)
 {
-    if (s->dir[0] == '\0') {
-        if (make_temp_dir(s->dir) != 0 ||
-            free_ports(&s->http_port, &s->tcp_port, &s->interserver_port) != 0 ||
-            write_config(s) != 0)
+    if (ch_init(s) != 0)
+        return -1;
+    if (!s->configured) {
+        if (write_config(s) != 0)
             return -1;
+        s->configured = 1;
     }
     char cfg[600], out[600];
     snprintf(cfg, sizeof(cfg), "--config-file=%s/config.xml", s->dir);
@@ -148,6 +159,7 @@ void ch_cleanup(struct ch_server *s)
     if (s->dir[0] != '\0')
         remove_tree(s->dir);
     s->dir[0] = '\0';
+    s->configured = 0;
 }
 
 int ch_query(const struct ch_server *s, const char *db, const char *query, char **out)

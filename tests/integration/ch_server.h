@@ -15,7 +15,12 @@ struct ch_server {
     pid_t pid;
     uint16_t http_port, tcp_port, interserver_port;
     char dir[256]; /* temp dir: config.xml, data/, logs */
+    char extra[2048]; /* more configuration inside <yandex> (e.g. remote_servers), or "" */
+    int configured;   /* config.xml written */
 };
+
+/* Makes the temp dir and picks the ports (ch_start does it when not done yet). */
+int ch_init(struct ch_server *s);
 
 /* Writes the configuration into a fresh temp dir (first call) and starts the server; waits up to
  * 60 s for /ping. Returns 0, or -1 (its log is printed). A restart keeps dir and ports. */

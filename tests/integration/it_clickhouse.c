@@ -763,6 +763,107 @@ static void test_analysis_clickhouse_equals_sqlite(void **state)
     assert_int_equal(ch_query(&g_ch, "t_an", "SYSTEM START MERGES", NULL), 200);
 }
 
+/* Applies migrations/clickhouse/cluster/events_distributed.sql to s ({db} t_dist, {cluster}). */
+static void apply_cluster_ddl(const struct ch_server *s)
+{
+    FILE *fp = fopen(CLUSTER_DDL, "r");
+    assert_non_null(fp);
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof(text) - 1, fp);
+    fclose(fp);
+    text[n] = '\0';
+    char stmt[8192];
+    size_t len = 0;
+    for (const char *line = text; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t ll = nl != NULL ? (size_t)(nl - line) : strlen(line);
+        if (!(ll >= 2 && line[0] == '-' && line[1] == '-')) {
+            for (size_t i = 0; i < ll; i++) {
+                if (strncmp(line + i, "{db}", 4) == 0) {
+                    len += (size_t)snprintf(stmt + len, sizeof(stmt) - len, "t_dist");
+                    i += 3;
+                } else if (strncmp(line + i, "{cluster}", 9) == 0) {
+                    len += (size_t)snprintf(stmt + len, sizeof(stmt) - len, "abacus_two");
+                    i += 8;
+                } else if (line[i] == ';') {
+                    stmt[len] = '\0';
+                    assert_int_equal(ch_query(s, NULL, stmt, NULL), 200);
+                    len = 0;
+                } else {
+                    stmt[len++] = line[i];
+                }
+            }
+            stmt[len++] = ' ';
+        }
+        line = nl != NULL ? nl + 1 : line + ll;
+    }
+}
+
+/* Two servers as two shards behind the Distributed table: forwarding and analysis through it. */
+static void test_two_shards_distributed(void **state)
+{
+    (void)state;
+    static struct ch_server a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    assert_int_equal(ch_init(&a), 0);
+    assert_int_equal(ch_init(&b), 0);
+    char remote[1024];
+    snprintf(remote, sizeof(remote),
+             "<remote_servers><abacus_two>"
+             "<shard><replica><host>127.0.0.1</host><port>%u</port></replica></shard>"
+             "<shard><replica><host>127.0.0.1</host><port>%u</port></replica></shard>"
+             "</abacus_two></remote_servers>",
+             (unsigned)a.tcp_port, (unsigned)b.tcp_port);
+    snprintf(a.extra, sizeof(a.extra), "%s", remote);
+    snprintf(b.extra, sizeof(b.extra), "%s", remote);
+    assert_int_equal(ch_start(&a), 0);
+    assert_int_equal(ch_start(&b), 0);
+    apply_cluster_ddl(&a);
+    apply_cluster_ddl(&b);
+
+    char url[200];
+    snprintf(url, sizeof(url), "clickhouse://127.0.0.1:%u/t_dist", (unsigned)a.http_port);
+    new_collector_dir();
+    start_collector(url, "--forward-batch", "300");
+    g_rng = 42; /* the same seeded events as test_analysis_clickhouse_equals_sqlite */
+    json_t *events = generate_events();
+    size_t n = json_array_size(events);
+    for (size_t i = 0; i < n; i += 500)
+        post_json(g_node.port, events, i, i + 500 < n ? i + 500 : n);
+    wait_drained(g_node.port, (double)n);
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    json_decref(events);
+    /* the Distributed table sends to the shards in the background */
+    long long ra = 0, rb = 0;
+    for (int waited = 0; waited < 60000 && ra + rb < (long long)n; waited += 200) {
+        ra = ch_count(&a, "t_dist", "SELECT count() FROM events_local");
+        rb = ch_count(&b, "t_dist", "SELECT count() FROM events_local");
+        sleep_ms(200);
+    }
+    printf("two shards: %lld + %lld rows for %zu events\n", ra, rb, n);
+    assert_int_equal(ra + rb, (long long)n);
+    assert_true(ra > 0 && rb > 0);
+    /* each unit on one shard: the units of both shards add up to the units of the whole */
+    assert_int_equal(ch_count(&a, "t_dist", "SELECT uniqExact(unit) FROM events_local") +
+                         ch_count(&b, "t_dist", "SELECT uniqExact(unit) FROM events_local"),
+                     ch_count(&a, "t_dist", "SELECT uniqExact(unit) FROM events"));
+
+    char control[600];
+    snprintf(control, sizeof(control), "%s/abacus.db", g_node.dir);
+    write_control(control);
+    json_t *from_sqlite = analyze_cli(NULL);
+    json_t *from_ch = analyze_cli(url);
+    char path[512] = "";
+    if (!json_close(from_ch, from_sqlite, path, sizeof(path)))
+        fail_msg("results through the Distributed table differ at %s",
+                 path[0] != '\0' ? path : "(top)");
+    json_decref(from_sqlite);
+    json_decref(from_ch);
+    ch_cleanup(&a);
+    ch_cleanup(&b);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -789,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_lost_answer_resent_counted_once),
         cmocka_unit_test(test_sigkill_mid_forward),
         cmocka_unit_test(test_analysis_clickhouse_equals_sqlite),
+        cmocka_unit_test(test_two_shards_distributed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
