@@ -1,6 +1,7 @@
 /*
- * Wires the analysis together (analyze.h): definition and aggregation from SQL (sql.c), results
- * from the statistics (results.c), stored back through sql.c.
+ * Wires the analysis together (analyze.h): definition from SQL (sql.c), aggregation from the
+ * events store (sql.c for SQLite, clickhouse.c for ClickHouse), results from the statistics
+ * (results.c), stored back through sql.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,11 @@ static enum ab_err options_of(const struct analyze_settings *s, int64_t now_ms,
     return AB_OK;
 }
 
-/* The results of key as of now_ms, and the phase they belong to in *phase. */
-static enum ab_err results_as_of(struct ab_db *control, struct ab_db *events, const char *key,
-                                 int64_t now_ms, const struct analyze_settings *settings,
-                                 json_t **results, int64_t *phase, struct ab_errinfo *ei)
+/* The results of key as of now_ms from either events store, and their phase in *phase. */
+static enum ab_err results_as_of(struct ab_db *control, const struct analyze_events *events,
+                                 const char *key, int64_t now_ms,
+                                 const struct analyze_settings *settings, json_t **results,
+                                 int64_t *phase, struct ab_errinfo *ei)
 {
     *results = NULL;
     struct analyze_options opt;
@@ -37,7 +39,9 @@ static enum ab_err results_as_of(struct ab_db *control, struct ab_db *events, co
     struct analyze_agg *agg = NULL;
     enum ab_err rc = options_of(settings, now_ms, &opt, ei);
     if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
-        (rc = analyze_sql_aggregate(events, def, now_ms, &agg, ei)) != AB_OK)
+        (rc = events->clickhouse != NULL
+                  ? analyze_ch_aggregate(events->clickhouse, def, now_ms, &agg, ei)
+                  : analyze_sql_aggregate(events->sqlite, def, now_ms, &agg, ei)) != AB_OK)
         goto Exit;
     *results = analyze_results(def, agg, &opt);
     *phase = def->phase;
@@ -47,20 +51,14 @@ Exit:
     return rc;
 }
 
-enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
-                                     int64_t now_ms, const struct analyze_settings *settings,
-                                     json_t **results, struct ab_errinfo *ei)
-{
-    int64_t phase;
-    return results_as_of(control, events, key, now_ms, settings, results, &phase, ei);
-}
-
-enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
-                               int64_t now_ms, const struct analyze_settings *settings,
-                               json_t **results, struct ab_errinfo *ei)
+enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_events *events,
+                                  const char *key, int64_t now_ms,
+                                  const struct analyze_settings *settings, json_t **results,
+                                  struct ab_errinfo *ei)
 {
     int64_t phase = 0;
     json_t *r = NULL;
+    *results = NULL;
     enum ab_err rc = results_as_of(control, events, key, now_ms, settings, &r, &phase, ei);
     if (rc != AB_OK)
         return rc;
@@ -72,6 +70,23 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
     else
         json_decref(r);
     return rc;
+}
+
+enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
+                               int64_t now_ms, const struct analyze_settings *settings,
+                               json_t **results, struct ab_errinfo *ei)
+{
+    struct analyze_events ev = {events, NULL};
+    return analyze_experiment_in(control, &ev, key, now_ms, settings, results, ei);
+}
+
+enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
+                                     int64_t now_ms, const struct analyze_settings *settings,
+                                     json_t **results, struct ab_errinfo *ei)
+{
+    struct analyze_events ev = {events, NULL};
+    int64_t phase;
+    return results_as_of(control, &ev, key, now_ms, settings, results, &phase, ei);
 }
 
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n, struct ab_errinfo *ei)

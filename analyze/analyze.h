@@ -20,6 +20,14 @@ struct analyze_settings {
     const char *correction; /* "holm" (default when NULL), "bh" or "none" */
 };
 
+struct ab_ch;
+
+/* Where the events are: a collector's SQLite events database, or ClickHouse (one of the two). */
+struct analyze_events {
+    struct ab_db *sqlite;
+    struct ab_ch *clickhouse; /* its events table (migrations/clickhouse/) */
+};
+
 /*
  * Computes experiment key's results from events (the events database) as of now_ms (events at
  * or after it are left out), stores them in control's results table and returns them in
@@ -37,6 +45,15 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
 enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
                                      int64_t now_ms, const struct analyze_settings *settings,
                                      json_t **results, struct ab_errinfo *ei);
+
+/*
+ * analyze_experiment with the events in either store: the same aggregation (ClickHouse SQL in
+ * analyze/clickhouse.c), the same statistics. ClickHouse adds AB_ERR_UNAVAILABLE (unreachable).
+ */
+enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_events *events,
+                                  const char *key, int64_t now_ms,
+                                  const struct analyze_settings *settings, json_t **results,
+                                  struct ab_errinfo *ei);
 
 /* The keys of the running experiments, sorted (*keys and each key the caller's, free()). */
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,

@@ -77,6 +77,15 @@ static inline struct analyze_cell *analyze_agg_cell(const struct analyze_agg *a,
 
 void analyze_agg_free(struct analyze_agg *a); /* accepts NULL */
 
+/*
+ * A zeroed aggregation for def as of *through (lowered to the phase's end when the phase ended),
+ * with has_covariate set (every metric but ratio). The caller's (analyze_agg_free).
+ */
+struct analyze_agg *analyze_agg_new(const struct analyze_experiment_def *def, int64_t *through);
+
+/* Turns metric m's daily changes (what the stores fill in) into cumulative cells. */
+void analyze_agg_accumulate(struct analyze_agg *a, size_t m);
+
 /* --- sql.c: every statement of the analysis --- */
 
 /*
@@ -113,6 +122,20 @@ enum ab_err analyze_sql_day_experiments(struct ab_db *control, int64_t from_ms, 
 enum ab_err analyze_sql_aggregate(struct ab_db *events, const struct analyze_experiment_def *def,
                                   int64_t through_ms, struct analyze_agg **out,
                                   struct ab_errinfo *ei);
+
+/* --- clickhouse.c: the same aggregation as ClickHouse SQL --- */
+
+struct ab_ch;
+
+/*
+ * analyze_sql_aggregate's aggregation of the events table of the ClickHouse database ch names
+ * (migrations/clickhouse/), with metric events deduplicated on their id: the same *out, to
+ * floating-point rounding. Errors: AB_ERR_UNAVAILABLE (ClickHouse unreachable), AB_ERR_STORAGE
+ * (a query failed), AB_ERR_INVALID_JSON (an answer that is not JSONEachRow).
+ */
+enum ab_err analyze_ch_aggregate(struct ab_ch *ch, const struct analyze_experiment_def *def,
+                                 int64_t through_ms, struct analyze_agg **out,
+                                 struct ab_errinfo *ei);
 
 /* Stores results (JSON text) for (experiment, phase), replacing an earlier computation. */
 enum ab_err analyze_sql_store(struct ab_db *control, const char *key, int64_t phase,

@@ -382,23 +382,46 @@ static enum ab_err fill_increments(struct ab_db *db, const struct analyze_experi
     return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "aggregating metric events", ei);
 }
 
+struct analyze_agg *analyze_agg_new(const struct analyze_experiment_def *d, int64_t *through)
+{
+    if (d->phase_end_ms > 0 && d->phase_end_ms < *through)
+        *through = d->phase_end_ms;
+    struct analyze_agg *a = ab_mem_calloc(1, sizeof(*a));
+    a->nvariants = d->nvariants;
+    a->nmetrics = d->nmetrics;
+    a->ndays = *through > d->phase_start_ms
+                   ? (size_t)((*through - 1 - d->phase_start_ms) / ANALYZE_DAY_MS + 1)
+                   : 1;
+    a->cells = ab_mem_calloc(a->nmetrics * a->nvariants * a->ndays + 1, sizeof(*a->cells));
+    a->has_covariate = ab_mem_calloc(a->nmetrics + 1, sizeof(int));
+    for (size_t m = 0; m < d->nmetrics; m++)
+        a->has_covariate[m] = d->metrics[m].type != ANALYZE_RATIO;
+    return a;
+}
+
+void analyze_agg_accumulate(struct analyze_agg *a, size_t m)
+{
+    for (size_t v = 0; v < a->nvariants; v++) {
+        for (size_t day = 1; day < a->ndays; day++) {
+            struct analyze_sums *c = &analyze_agg_cell(a, m, v, day)->sums;
+            const struct analyze_sums *p = &analyze_agg_cell(a, m, v, day - 1)->sums;
+            c->n += p->n;
+            c->sum_y += p->sum_y;
+            c->sum_yy += p->sum_yy;
+            c->sum_x += p->sum_x;
+            c->sum_xx += p->sum_xx;
+            c->sum_xy += p->sum_xy;
+        }
+    }
+}
+
 enum ab_err analyze_sql_aggregate(struct ab_db *db, const struct analyze_experiment_def *d,
                                   int64_t through, struct analyze_agg **out, struct ab_errinfo *ei)
 {
     *out = NULL;
-    if (d->phase_end_ms > 0 && d->phase_end_ms < through)
-        through = d->phase_end_ms;
-    struct analyze_agg *a = ab_mem_calloc(1, sizeof(*a));
-    a->nvariants = d->nvariants;
-    a->nmetrics = d->nmetrics;
-    a->ndays = through > d->phase_start_ms
-                   ? (size_t)((through - 1 - d->phase_start_ms) / ANALYZE_DAY_MS + 1)
-                   : 1;
-    a->cells = ab_mem_calloc(a->nmetrics * a->nvariants * a->ndays + 1, sizeof(*a->cells));
-    a->has_covariate = ab_mem_calloc(a->nmetrics + 1, sizeof(int));
+    struct analyze_agg *a = analyze_agg_new(d, &through);
     enum ab_err rc = fill_units(db, d, through, a, ei);
     for (size_t m = 0; m < d->nmetrics && rc == AB_OK; m++) {
-        a->has_covariate[m] = d->metrics[m].type != ANALYZE_RATIO;
         if (a->has_covariate[m])
             rc = fill_covariate(db, &d->metrics[m], ei);
         else
@@ -407,18 +430,8 @@ enum ab_err analyze_sql_aggregate(struct ab_db *db, const struct analyze_experim
             rc = fill_entries(db, d, m, a, ei);
         if (rc == AB_OK)
             rc = fill_increments(db, d, m, through, a, ei);
-        for (size_t v = 0; v < a->nvariants && rc == AB_OK; v++) { /* daily -> cumulative */
-            for (size_t day = 1; day < a->ndays; day++) {
-                struct analyze_sums *c = &analyze_agg_cell(a, m, v, day)->sums;
-                const struct analyze_sums *p = &analyze_agg_cell(a, m, v, day - 1)->sums;
-                c->n += p->n;
-                c->sum_y += p->sum_y;
-                c->sum_yy += p->sum_yy;
-                c->sum_x += p->sum_x;
-                c->sum_xx += p->sum_xx;
-                c->sum_xy += p->sum_xy;
-            }
-        }
+        if (rc == AB_OK) /* daily -> cumulative */
+            analyze_agg_accumulate(a, m);
     }
     if (rc == AB_OK)
         rc = ab_db_exec(db, "DELETE FROM an_units; DELETE FROM an_pre;", ei);

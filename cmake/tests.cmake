@@ -75,6 +75,18 @@ abacus_test(it_analyze SOURCES tests/integration/it_analyze.c LABELS integration
 add_dependencies(it_analyze abacus)
 target_compile_definitions(it_analyze PRIVATE
   VALIDATE_JSON="${CMAKE_SOURCE_DIR}/tests/tools/validate_json.py")
+# ClickHouse (issue 9): each test starts its own clickhouse-server (scripts/test installs it)
+# on free loopback ports with its data in a temp dir.
+find_program(CLICKHOUSE_SERVER clickhouse-server PATHS /usr/sbin /usr/bin)
+if(NOT CLICKHOUSE_SERVER)
+  message(FATAL_ERROR "the ClickHouse tests need clickhouse-server (scripts/test installs it)")
+endif()
+abacus_test(it_clickhouse SOURCES tests/integration/it_clickhouse.c
+            tests/integration/ch_server.c LABELS integration TIMEOUT 300)
+add_dependencies(it_clickhouse abacus)
+target_compile_definitions(it_clickhouse PRIVATE CLICKHOUSE_SERVER="${CLICKHOUSE_SERVER}"
+  CLUSTER_DDL="${CMAKE_SOURCE_DIR}/migrations/clickhouse/cluster/events_distributed.sql")
+target_link_libraries(it_clickhouse PRIVATE abacus_analyze)
 abacus_test(it_client SOURCES tests/integration/it_client.c LABELS integration TIMEOUT 180)
 add_dependencies(it_client abacus write_snapshot)
 target_link_libraries(it_client PRIVATE abacus_client)
@@ -132,7 +144,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition admin session manifest events)
+foreach(target url json jsonw condition admin session manifest events clickhouse)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)

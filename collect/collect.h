@@ -29,6 +29,12 @@ struct collect_node_config {
                                   the node is never ready and answers 503 */
     int poll_interval_ms;      /* how often the snapshot file is checked; 0 = 5000 */
     size_t queue_max_events;   /* events waiting for the writer before 503; 0 = 32768 */
+    const char *forward_url;   /* clickhouse://HOST:PORT/DB to forward to, or NULL */
+    size_t outbox_max_events;  /* forwarding: unforwarded events at which POSTs get 503;
+                                  0 = 10,000,000 */
+    int64_t retention_ms;      /* forwarding: forwarded events older than this are deleted
+                                  locally; 0 keeps them */
+    size_t forward_batch;      /* forwarding: events per INSERT; 0 = 10000 */
     const char *test_max_pages_file; /* tests only (ABACUS_COLLECT_TEST_MAX_PAGES_FILE): a
                                         file whose number becomes PRAGMA max_page_count before
                                         each commit, to simulate a full disk; NULL normally */
@@ -49,9 +55,10 @@ enum ab_err collect_node_mount(struct collect_node *node, struct ab_http_server 
                                struct ab_errinfo *ei);
 
 /*
- * Opens (creates, migrates) the events database, starts its writer thread, loads the snapshot
- * (a missing or invalid one is logged and retried) and starts the thread that watches it.
- * Errors: AB_ERR_STORAGE / AB_ERR_SCHEMA_TOO_NEW for the database.
+ * Opens (creates, migrates) the events database, starts its writer thread, the forwarder when
+ * forward_url is set (docs/scaling.md), loads the snapshot (a missing or invalid one is logged and
+ * retried) and starts the thread that watches it. Errors: AB_ERR_STORAGE / AB_ERR_SCHEMA_TOO_NEW
+ * for the database, AB_ERR_INVALID_FIELD for a bad forward URL.
  */
 enum ab_err collect_node_start(struct collect_node *node, struct ab_errinfo *ei);
 
@@ -59,7 +66,7 @@ enum ab_err collect_node_start(struct collect_node *node, struct ab_errinfo *ei)
 void collect_node_poke(struct collect_node *node);
 
 /*
- * Stops the watcher, stores what is queued and closes the database. Call after the HTTP server
+ * Stops the watcher and the forwarder, stores what is queued and closes the database. Call after the HTTP server
  * has stopped (its workers wait for the answers of requests being stored).
  */
 void collect_node_stop(struct collect_node *node);

@@ -9,8 +9,10 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <jansson.h>
 #include "abacus/clock.h"
+#include "abacus/db.h"
 #include "abacus/err.h"
 #include "abacus/log.h"
 #include "abacus/snapshot.h"
@@ -187,6 +189,7 @@ struct collect_stats {
     _Atomic uint64_t queue_events;    /* gauge: events waiting */
     _Atomic uint64_t lat_bucket[COLLECT_LAT_BUCKETS + 1];
     _Atomic uint64_t lat_sum_ns;
+    _Atomic int64_t last_seq;         /* seq of the newest committed event (0: none) */
 };
 
 /* Opens (creates, migrates) the database and starts the writer thread. */
@@ -202,7 +205,50 @@ enum ab_err collect_store_submit(struct collect_store *st, struct collect_batch 
 
 struct collect_stats *collect_store_stats(struct collect_store *st);
 
+/*
+ * Runs fn(db, arg) in its own transaction on the writer thread (after the group commit in
+ * progress) and waits for it: how another thread writes to the events database without
+ * contending for its write lock. Returns fn's or the commit's error; AB_ERR_UNAVAILABLE when the
+ * store is closing.
+ */
+enum ab_err collect_store_run(struct collect_store *st, ab_db_tx_cb fn, void *arg,
+                              struct ab_errinfo *ei);
+
 /* Stores what is queued, stops the writer and closes the database. Accepts NULL. */
 void collect_store_close(struct collect_store *st);
+
+/* ---------------------------------------------------------------- forwarder (forward.c) */
+
+struct collect_forward;
+
+struct collect_forward_config {
+    const char *url;              /* clickhouse://HOST:PORT/DB */
+    const char *db_path;          /* the events database (the outbox), opened again here */
+    size_t batch_max;             /* events per INSERT; 0 = 10000 */
+    long timeout_ms;              /* per INSERT; 0 = 10000 */
+    int64_t retention_ms;         /* forwarded events received longer ago are deleted; 0 keeps */
+    size_t outbox_max_events;     /* the quota node.c enforces (reported in /metrics) */
+    struct collect_store *store;  /* writes go through its writer (collect_store_run) */
+    const struct ab_log *log;
+    const struct ab_clock *clock;
+};
+
+/*
+ * Reads (creating) the forward position of cfg->url in the events database and starts the
+ * forwarder thread. Nothing is sent to ClickHouse yet: an unreachable server only delays
+ * forwarding (retried with backoff up to 5 s). Errors: AB_ERR_INVALID_FIELD for a bad URL,
+ * AB_ERR_STORAGE for the database. The caller owns *out (collect_forward_stop).
+ */
+enum ab_err collect_forward_start(const struct collect_forward_config *cfg,
+                                  struct collect_forward **out, struct ab_errinfo *ei);
+
+/* Committed events not yet acknowledged by ClickHouse (any thread). */
+int64_t collect_forward_backlog(struct collect_forward *f);
+
+/* Writes the forwarder's Prometheus metrics. */
+void collect_forward_metrics(struct collect_forward *f, FILE *out);
+
+/* Stops the thread (an INSERT in progress finishes or times out first) and frees f. NULL ok. */
+void collect_forward_stop(struct collect_forward *f);
 
 #endif

@@ -19,8 +19,9 @@
 #include "collect.h"
 #include "collect_int.h"
 
-enum unavailable { UNAV_NOT_READY, UNAV_QUEUE_FULL, UNAV_STORAGE, UNAV_COUNT };
-static const char *const UNAV_NAMES[UNAV_COUNT] = {"not_ready", "queue_full", "storage"};
+enum unavailable { UNAV_NOT_READY, UNAV_QUEUE_FULL, UNAV_STORAGE, UNAV_OUTBOX_FULL, UNAV_COUNT };
+static const char *const UNAV_NAMES[UNAV_COUNT] = {"not_ready", "queue_full", "storage",
+                                                   "outbox_full"};
 
 struct snap_ref {
     struct ab_snapshot *snap;
@@ -32,8 +33,10 @@ struct collect_node {
     char *db_path;
     char *snapshot_file;
     char *max_pages_file;
+    char *forward_url;
     struct ab_http_server *srv;
     struct collect_store *store;
+    struct collect_forward *forward; /* NULL unless forwarding */
     pthread_mutex_t mu;
     struct snap_ref *current; /* guarded by mu */
     struct stat seen;         /* watcher thread only */
@@ -225,7 +228,7 @@ static void send_unavailable(struct collect_node *n, struct ab_http_req *req, en
                              const char *message)
 {
     atomic_fetch_add(&n->unavailable[why], 1);
-    ab_http_add_header(req, "Retry-After", "1");
+    ab_http_add_header(req, "Retry-After", why == UNAV_OUTBOX_FULL ? "5" : "1");
     ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "%s", message);
 }
 
@@ -319,6 +322,16 @@ static void handle(struct ab_http_req *req, struct collect_node *n, int segment)
     if (rc != AB_OK) {
         atomic_fetch_add(&n->refused[-rc], 1);
         ab_http_send_errinfo(req, rc, &ei);
+        return;
+    }
+    /* the outbox quota: the backlog may pass it by what the writer's queue holds */
+    if (n->forward != NULL && b->nevents > 0 &&
+        collect_forward_backlog(n->forward) + (int64_t)b->nevents >
+            (int64_t)n->cfg.outbox_max_events) {
+        collect_batch_free(b);
+        send_unavailable(n, req, UNAV_OUTBOX_FULL,
+                         "the outbox of events not yet forwarded to ClickHouse is full; nothing "
+                         "was stored, retry later");
         return;
     }
     struct pending *p = ab_http_alloc(req, sizeof(*p));
@@ -432,6 +445,8 @@ static void metrics_cb(void *data, FILE *out)
             "%lld\n",
             (double)get(&s->lat_sum_ns) / 1e9, (unsigned long long)cumulative,
             (long long)atomic_load(&n->version));
+    if (n->forward != NULL)
+        collect_forward_metrics(n->forward, out);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -451,6 +466,11 @@ enum ab_err collect_node_new(const struct collect_node_config *cfg, struct colle
     if (cfg->test_max_pages_file != NULL)
         n->max_pages_file = ab_mem_strdup(cfg->test_max_pages_file);
     n->cfg.test_max_pages_file = n->max_pages_file;
+    if (cfg->forward_url != NULL)
+        n->forward_url = ab_mem_strdup(cfg->forward_url);
+    n->cfg.forward_url = n->forward_url;
+    if (n->cfg.outbox_max_events == 0)
+        n->cfg.outbox_max_events = 10000000;
     if (n->cfg.poll_interval_ms <= 0)
         n->cfg.poll_interval_ms = 5000;
     if (n->cfg.clock == NULL)
@@ -487,6 +507,18 @@ enum ab_err collect_node_start(struct collect_node *n, struct ab_errinfo *ei)
     if (rc != AB_OK)
         return rc;
     AB_LOG_I(n->cfg.log, "collect_db", "path=%s", n->db_path);
+    if (n->forward_url != NULL) {
+        struct collect_forward_config fc = {.url = n->forward_url,
+                                            .db_path = n->db_path,
+                                            .batch_max = n->cfg.forward_batch,
+                                            .retention_ms = n->cfg.retention_ms,
+                                            .outbox_max_events = n->cfg.outbox_max_events,
+                                            .store = n->store,
+                                            .log = n->cfg.log,
+                                            .clock = n->cfg.clock};
+        if ((rc = collect_forward_start(&fc, &n->forward, ei)) != AB_OK)
+            return rc;
+    }
     if (n->snapshot_file == NULL)
         return AB_OK;
     check_file(n);
@@ -510,6 +542,8 @@ void collect_node_stop(struct collect_node *n)
         pthread_join(n->watcher, NULL);
         n->watcher_started = 0;
     }
+    collect_forward_stop(n->forward);
+    n->forward = NULL;
     collect_store_close(n->store);
     n->store = NULL;
 }
@@ -524,5 +558,6 @@ void collect_node_free(struct collect_node *n)
     free(n->db_path);
     free(n->snapshot_file);
     free(n->max_pages_file);
+    free(n->forward_url);
     free(n);
 }

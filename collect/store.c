@@ -6,6 +6,8 @@
  * (b->rc = AB_OK) or was rolled back by a storage fault (AB_ERR_UNAVAILABLE: disk full, I/O error,
  * busy); the next transaction simply tries again, so the store resumes by itself once the fault
  * clears. The queue is bounded in events; submit refuses beyond it (the caller answers 503).
+ * Other threads' writes to the database (the forwarder's position and pruning) run here too, as
+ * jobs after the group commit (collect_store_run): one writer, so they never wait for its lock.
  * All SQL of the events tables lives here. Called by node.c; see docs/collector.md.
  */
 #include <pthread.h>
@@ -22,6 +24,16 @@ const int64_t collect_lat_bounds[COLLECT_LAT_BUCKETS] = {
     500000, 1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000,
     1000000000};
 
+/* Work of another thread run on the writer's connection (collect_store_run). */
+struct store_job {
+    ab_db_tx_cb fn;
+    void *arg;
+    enum ab_err rc;
+    struct ab_errinfo ei;
+    int done; /* guarded by mu */
+    struct store_job *next;
+};
+
 struct collect_store {
     struct ab_db *db;
     const struct ab_log *log;
@@ -32,6 +44,8 @@ struct collect_store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct collect_batch *head, *tail; /* FIFO, guarded by mu */
+    struct store_job *jobs;            /* guarded by mu */
+    pthread_cond_t done_cv;            /* a job finished */
     size_t queued;                     /* events in the queue, guarded by mu */
     int stop;                          /* guarded by mu */
     int faulted;                       /* writer thread only: the last commit failed */
@@ -49,6 +63,7 @@ static const char SQL_INSERT[] =
     "unit, experiment, variant, metric, value, attributes, source) "
     "VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
     "ON CONFLICT (client_ts, id_hash) DO NOTHING";
+static const char SQL_MAX_SEQ[] = "SELECT COALESCE(MAX(seq), 0) FROM events";
 static const char SQL_REJECT[] =
     "INSERT INTO rejected_events (received_at, source, request_index, code, field, message, raw) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -270,34 +285,70 @@ static void record_commit(struct collect_store *st, struct collect_batch *list, 
     }
 }
 
+static enum ab_err max_seq(struct ab_db *db, int64_t *out, struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    *out = 0;
+    enum ab_err rc = ab_db_prepare(db, SQL_MAX_SEQ, &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading the last seq", ei);
+}
+
+static void run_jobs(struct collect_store *st, struct store_job *jobs)
+{
+    while (jobs != NULL) {
+        struct store_job *next = jobs->next;
+        enum ab_err rc = ab_db_transaction(st->db, jobs->fn, jobs->arg, &jobs->ei);
+        pthread_mutex_lock(&st->mu);
+        jobs->rc = rc;
+        jobs->done = 1;
+        pthread_cond_broadcast(&st->done_cv);
+        pthread_mutex_unlock(&st->mu);
+        jobs = next;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct collect_store *st = arg;
     pthread_mutex_lock(&st->mu);
     while (1) {
-        while (st->head == NULL && !st->stop)
+        while (st->head == NULL && st->jobs == NULL && !st->stop)
             pthread_cond_wait(&st->cv, &st->mu);
-        if (st->head == NULL)
+        if (st->head == NULL && st->jobs == NULL)
             break; /* stopping, and nothing left */
         struct collect_batch *list = st->head;
+        struct store_job *jobs = st->jobs;
         st->head = st->tail = NULL;
+        st->jobs = NULL;
         st->queued = 0;
         atomic_store_explicit(&st->stats.queue_events, 0, memory_order_relaxed);
         pthread_mutex_unlock(&st->mu);
 
-        apply_max_pages(st);
-        struct ab_errinfo ei;
-        int64_t t0 = ab_clock_mono_ns(st->clock);
-        struct group gr = {st, list};
-        enum ab_err rc = ab_db_transaction(st->db, store_group, &gr, &ei);
-        record_commit(st, list, rc, ab_clock_mono_ns(st->clock) - t0, &ei);
-        while (list != NULL) {
-            struct collect_batch *next = list->next;
-            list->next = NULL;
-            list->rc = rc == AB_OK ? AB_OK : AB_ERR_UNAVAILABLE;
-            list->done_cb(list); /* may free the batch */
-            list = next;
+        if (list != NULL) {
+            apply_max_pages(st);
+            struct ab_errinfo ei;
+            int64_t t0 = ab_clock_mono_ns(st->clock);
+            struct group gr = {st, list};
+            enum ab_err rc = ab_db_transaction(st->db, store_group, &gr, &ei);
+            record_commit(st, list, rc, ab_clock_mono_ns(st->clock) - t0, &ei);
+            int64_t seq;
+            if (rc == AB_OK && max_seq(st->db, &seq, &ei) == AB_OK) /* O(log n): the rowid's end */
+                atomic_store(&st->stats.last_seq, seq);
+            while (list != NULL) {
+                struct collect_batch *next = list->next;
+                list->next = NULL;
+                list->rc = rc == AB_OK ? AB_OK : AB_ERR_UNAVAILABLE;
+                list->done_cb(list); /* may free the batch */
+                list = next;
+            }
         }
+        run_jobs(st, jobs);
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
@@ -337,11 +388,15 @@ enum ab_err collect_store_open(const struct collect_store_config *cfg, struct co
     /* the dedup index's recent end and the table's last pages stay cached (32 MiB) */
     if (rc == AB_OK)
         rc = ab_db_exec(db, "PRAGMA cache_size = -32768", ei);
+    int64_t last_seq = 0;
+    if (rc == AB_OK)
+        rc = max_seq(db, &last_seq, ei);
     if (rc != AB_OK) {
         ab_db_close(db);
         return rc;
     }
     struct collect_store *st = ab_mem_calloc(1, sizeof(*st));
+    atomic_store(&st->stats.last_seq, last_seq);
     st->db = db;
     st->log = cfg->log;
     st->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;
@@ -350,6 +405,7 @@ enum ab_err collect_store_open(const struct collect_store_config *cfg, struct co
         st->max_pages_file = ab_mem_strdup(cfg->max_pages_file);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
+    pthread_cond_init(&st->done_cv, NULL);
     st->recent_window = cfg->recent_window > 0 ? cfg->recent_window : COLLECT_RECENT_WINDOW;
     st->recent = collect_recent_new(st->recent_window);
     if ((rc = load_recent(st, ei)) != AB_OK) {
@@ -389,6 +445,28 @@ enum ab_err collect_store_submit(struct collect_store *st, struct collect_batch 
     return AB_OK;
 }
 
+enum ab_err collect_store_run(struct collect_store *st, ab_db_tx_cb fn, void *arg,
+                              struct ab_errinfo *ei)
+{
+    struct store_job job = {fn, arg, AB_OK, {"", ""}, 0, NULL};
+    pthread_mutex_lock(&st->mu);
+    if (st->stop) {
+        pthread_mutex_unlock(&st->mu);
+        return ab_fail(ei, AB_ERR_UNAVAILABLE, NULL, "the event store is closing");
+    }
+    struct store_job **tail = &st->jobs;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = &job;
+    pthread_cond_signal(&st->cv);
+    while (!job.done)
+        pthread_cond_wait(&st->done_cv, &st->mu);
+    pthread_mutex_unlock(&st->mu);
+    if (job.rc != AB_OK && ei != NULL)
+        *ei = job.ei;
+    return job.rc;
+}
+
 struct collect_stats *collect_store_stats(struct collect_store *st)
 {
     return &st->stats;
@@ -407,6 +485,7 @@ void collect_store_close(struct collect_store *st)
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    pthread_cond_destroy(&st->done_cv);
     ab_db_close(st->db);
     free(st->max_pages_file);
     collect_recent_free(st->recent);

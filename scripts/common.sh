@@ -9,10 +9,11 @@ BUILD_PACKAGES=(cmake ninja-build gcc pkg-config libh2o-evloop-dev libsqlite3-de
 # ... and to run the whole test suite: cmocka, clang with its sanitizer and libFuzzer runtimes,
 # the lint tools, sqlite3 (tests edit snapshot files with it), nginx (the regional mirror of the
 # geo test), python3 (the snapshot origin that serves faults to the replication test),
-# python3-jsonschema (validates results JSON against tests/data/results.schema.json) and chromium
-# (the browser tests of the UI in tests/e2e, driven by playwright-core).
+# python3-jsonschema (validates results JSON against tests/data/results.schema.json), chromium
+# (the browser tests of the UI in tests/e2e, driven by playwright-core) and clickhouse-server
+# (the central event store of the ClickHouse tests; they start their own).
 TEST_PACKAGES=(libcmocka-dev clang libclang-rt-14-dev cppcheck clang-tidy sqlite3 nginx python3
-               python3-jsonschema chromium)
+               python3-jsonschema chromium clickhouse-server)
 
 # node and npm run the GrowthBook SDK agreement test; Debian's packages unless a node is present.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -160,14 +160,33 @@ int cmd_serve_with_assign(const struct cmd_server_flags *flags,
 
 struct collect_node;
 
+/* Flags of the collector that `abacus up` accepts too (forwarding to ClickHouse). */
+struct cmd_collect_flags {
+    long queue_events;     /* --queue-events N, 0 = default */
+    const char *forward;   /* --forward clickhouse://HOST:PORT/DB */
+    long outbox_max;       /* --outbox-max-events N, 0 = default */
+    long retention_days;   /* --retention-days N, -1 = default (7 with --forward), 0 = keep */
+    long forward_batch;    /* --forward-batch N, 0 = default */
+};
+#define CMD_COLLECT_OPTIONS                                                                        \
+    {"forward", required_argument, NULL, 'F'},                                                     \
+        {"outbox-max-events", required_argument, NULL, 'O'},                                       \
+        {"retention-days", required_argument, NULL, 'r'},                                          \
+        {"forward-batch", required_argument, NULL, 'b'}
+#define CMD_COLLECT_OPTSTRING "F:O:r:b:"
+
+/* Like cmd_server_flag, for the forwarding flags. */
+int cmd_collect_flag(struct cmd_collect_flags *f, int opt, const char *arg);
+
 /*
- * When db is not NULL, creates a collector storing into db (queue_events: its queue bound, 0 for
- * the default) and checking keys against the snapshot of aflags, mounts it on srv and starts it
- * (*out; stop and free it after the server). Returns 0, or -1 with the reason printed.
+ * When db is not NULL, creates a collector storing into db (cflags: queue bound and forwarding,
+ * may be NULL for the defaults) and checking keys against the snapshot of aflags, mounts it on srv
+ * and starts it (*out; stop and free it after the server). Returns 0, or -1 with the reason
+ * printed.
  */
-int cmd_collect_attach(const char *db, long queue_events, const struct cmd_assign_flags *aflags,
-                       const struct ab_log *log, struct ab_http_server *srv,
-                       struct collect_node **out);
+int cmd_collect_attach(const char *db, const struct cmd_collect_flags *cflags,
+                       const struct cmd_assign_flags *aflags, const struct ab_log *log,
+                       struct ab_http_server *srv, struct collect_node **out);
 
 /* Applies the flags to a server configuration. */
 void cmd_server_config(const struct cmd_server_flags *f, struct ab_http_config *cfg);

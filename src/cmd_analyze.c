@@ -1,8 +1,8 @@
 /*
- * `abacus analyze [--data-dir DIR] [--experiment KEY] [--json]`: computes the results of one
- * experiment (or of every running one) from the events stored so far, stores them in the
- * results table, and prints them: a short table, or the results JSON (an object for one
- * experiment, an array for all).
+ * `abacus analyze [--data-dir DIR] [--experiment KEY] [--json] [--store clickhouse://...]`:
+ * computes the results of one experiment (or of every running one) from the events stored so far
+ * (DIR/events.db, or ClickHouse with --store), stores them in the results table, and prints them:
+ * a short table, or the results JSON (an object for one experiment, an array for all).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "abacus/clickhouse.h"
 #include "abacus/clock.h"
 #include "abacus/db.h"
 #include "abacus/migrate.h"
@@ -20,9 +21,12 @@ static void usage(FILE *out)
 {
     fputs("usage: abacus analyze [--data-dir DIR] [--experiment KEY] [--json]\n"
           "                      [--alpha A] [--correction holm|bh|none] [--at RFC3339]\n"
+          "                      [--store clickhouse://HOST:PORT/DB]\n"
           "Computes results from the events in DIR/events.db (default ./data) for KEY, or for\n"
           "every running experiment, stores them in DIR/abacus.db and prints them. --at analyses\n"
-          "the events before that time only (default: now).\n",
+          "the events before that time only (default: now). --store reads the events from\n"
+          "ClickHouse instead (what collectors forward there; the same aggregation and\n"
+          "statistics).\n",
           out);
 }
 
@@ -106,15 +110,19 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
                                          {"alpha", required_argument, NULL, 'a'},
                                          {"correction", required_argument, NULL, 'c'},
                                          {"at", required_argument, NULL, 'T'},
+                                         {"store", required_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
-    const char *dir = "./data", *key = NULL;
+    const char *dir = "./data", *key = NULL, *store = NULL;
     int json = 0;
     struct analyze_settings settings = {0, NULL};
     int64_t now = ab_clock_now_ms(&ab_clock_system);
     int opt;
-    while ((opt = getopt_long(argc, argv, "d:e:ja:c:T:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:e:ja:c:T:S:h", opts, NULL)) != -1) {
         switch (opt) {
+        case 'S':
+            store = optarg;
+            break;
         case 'd':
             dir = optarg;
             break;
@@ -154,14 +162,26 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
     struct ab_errinfo ei;
     struct ab_db *control = NULL, *events = NULL;
     struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL}, er = {.readonly = 1};
+    struct ab_ch *ch = NULL;
+    struct ab_ch_url url;
     char **keys = NULL;
     size_t nkeys = 0;
     json_t *all = json_array();
     int code = CMD_EXIT_FAIL;
-    enum ab_err rc = ab_db_open(control_path, &cw, &control, &ei);
+    enum ab_err rc = AB_OK;
+    if (store != NULL) {
+        if (ab_ch_url_parse(store, strlen(store), &url, &ei) != AB_OK) {
+            fprintf(stderr, "abacus: --store: %s\n", ei.message);
+            json_decref(all);
+            return CMD_EXIT_USAGE;
+        }
+        rc = ab_ch_new(&url, 600000, &ch, &ei);
+    }
+    if (rc == AB_OK)
+        rc = ab_db_open(control_path, &cw, &control, &ei);
     if (rc == AB_OK)
         rc = ab_migrate(control, ab_migrations, ab_migrations_count, NULL, NULL, &ei);
-    if (rc == AB_OK)
+    if (rc == AB_OK && ch == NULL)
         rc = ab_db_open(events_path, &er, &events, &ei);
     if (rc == AB_OK && key == NULL)
         rc = analyze_running(control, &keys, &nkeys, &ei);
@@ -170,17 +190,21 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
         goto Exit;
     }
     code = CMD_EXIT_OK;
+    struct analyze_events ev = {events, ch};
     for (size_t i = 0; i < (key != NULL ? 1 : nkeys); i++) {
         const char *k = key != NULL ? key : keys[i];
         json_t *r;
-        rc = analyze_experiment(control, events, k, now, &settings, &r, &ei);
+        int64_t t0 = ab_clock_mono_ns(&ab_clock_system);
+        rc = analyze_experiment_in(control, &ev, k, now, &settings, &r, &ei);
         if (rc != AB_OK) {
             fprintf(stderr, "abacus: %s: %s\n", k, ei.message);
             code = rc == AB_ERR_INVALID_FIELD || rc == AB_ERR_NOT_FOUND ? CMD_EXIT_USAGE
                                                                         : CMD_EXIT_FAIL;
             continue;
         }
-        AB_LOG_I(log, "analyzed", "experiment=%s", k);
+        AB_LOG_I(log, "analyzed", "experiment=%s store=%s seconds=%.3f", k,
+                 ch != NULL ? "clickhouse" : "sqlite",
+                 (double)(ab_clock_mono_ns(&ab_clock_system) - t0) / 1e9);
         if (!json)
             print_table(r);
         json_array_append_new(all, r);
@@ -201,5 +225,6 @@ Exit:
     json_decref(all);
     ab_db_close(events);
     ab_db_close(control);
+    ab_ch_free(ch);
     return code;
 }

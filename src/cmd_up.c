@@ -24,6 +24,8 @@ static void usage(FILE *out)
           "                 [--keep-snapshots N] [--publish-debounce-ms MS] [--manifest-max-age S]\n"
           "                 [--report-at HH:MM|off] [--report-webhook URL]\n"
           "                 [--demo | --no-demo]\n"
+          "                 [--forward clickhouse://HOST:PORT/DB [--outbox-max-events N]\n"
+          "                  [--retention-days N] [--forward-batch N]]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
@@ -95,7 +97,7 @@ static void start_demo(void *data, uint16_t port)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
-                                         CMD_REPORT_OPTIONS,
+                                         CMD_REPORT_OPTIONS, CMD_COLLECT_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"demo", no_argument, NULL, 'E'},
                                          {"no-demo", no_argument, NULL, 'N'},
@@ -106,11 +108,12 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct cmd_assign_flags aflags = {.poll_s = 5};
     struct cmd_web_flags wflags = {0};
     struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
+    struct cmd_collect_flags colflags = {.retention_days = -1};
     int demo = 0; /* 1: --demo, -1: --no-demo, 0: only on a first start */
     int opt;
     while ((opt = getopt_long(argc, argv,
                               CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
-                                  CMD_REPORT_OPTSTRING "D:ENh",
+                                  CMD_REPORT_OPTSTRING CMD_COLLECT_OPTSTRING "D:ENh",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
@@ -119,6 +122,8 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
             handled = cmd_web_flag(&wflags, opt, optarg);
         if (handled == 0)
             handled = cmd_report_flag(&rflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_collect_flag(&colflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -180,7 +185,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     }
     if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
         cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
-        cmd_collect_attach(events_db, 0, &cflags, log, srv, &collector) != 0 ||
+        cmd_collect_attach(events_db, &colflags, &cflags, log, srv, &collector) != 0 ||
         cmd_report_attach(&rflags, data_dir, log, &report) != 0)
         goto Exit;
     atomic_store(&follow.node, node);

@@ -782,11 +782,11 @@ static void test_migrate_events_schema(void **state)
     char out[4096];
     const char *argv[] = {ABACUS_BIN, "migrate", "--db", g_db, "--schema", "events", NULL};
     assert_int_equal(run_command(argv, out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "schema version 0 -> 1"));
-    assert_int_equal(query_int("PRAGMA user_version"), 1);
+    assert_non_null(strstr(out, "schema version 0 -> 2"));
+    assert_int_equal(query_int("PRAGMA user_version"), 2);
     assert_int_equal(query_int("SELECT count(*) FROM sqlite_master WHERE name IN ('events', "
-                               "'rejected_events', 'events_dedup')"),
-                     3);
+                               "'rejected_events', 'events_dedup', 'forward_state')"),
+                     4);
     assert_int_equal(run_command(argv, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "up to date"));
     const char *bad[] = {ABACUS_BIN, "migrate", "--db", g_db, "--schema", "nope", NULL};
