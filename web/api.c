@@ -465,52 +465,53 @@ static void handle_layer_create(struct ab_http_req *req, void *data)
     create_entity(req, data, web_validate_layer, web_store_layer_create);
 }
 
-static void handle_metric_list(struct ab_http_req *req, void *data)
+/* A read of the whole collection (list) or of one entity by its {key} (get), for role and up. */
+typedef enum ab_err (*list_fn)(struct ab_db *db, json_t **out, struct ab_errinfo *ei);
+typedef enum ab_err (*get_fn)(struct ab_db *db, const char *key, json_t **out,
+                              struct ab_errinfo *ei);
+
+static void read_list(struct ab_http_req *req, struct web *w, enum web_role role, list_fn list)
 {
     struct web_actor who;
-    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
+    struct ab_db *db = begin(req, w, &who, role);
     if (db == NULL)
         return;
     json_t *out = NULL;
     struct ab_errinfo ei;
-    enum ab_err rc = web_store_metric_list(db, &out, &ei);
+    enum ab_err rc = list(db, &out, &ei);
     send_result(req, rc, 200, out, &ei);
+}
+
+static void read_one(struct ab_http_req *req, struct web *w, get_fn get)
+{
+    struct web_actor who;
+    struct ab_db *db = begin(req, w, &who, WEB_ROLE_VIEWER);
+    if (db == NULL)
+        return;
+    json_t *out = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = get(db, ab_http_param(req, "key"), &out, &ei);
+    send_result(req, rc, 200, out, &ei);
+}
+
+static void handle_metric_list(struct ab_http_req *req, void *data)
+{
+    read_list(req, data, WEB_ROLE_VIEWER, web_store_metric_list);
 }
 
 static void handle_metric_get(struct ab_http_req *req, void *data)
 {
-    struct web_actor who;
-    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
-    if (db == NULL)
-        return;
-    json_t *out = NULL;
-    struct ab_errinfo ei;
-    enum ab_err rc = web_store_metric_get(db, ab_http_param(req, "key"), &out, &ei);
-    send_result(req, rc, 200, out, &ei);
+    read_one(req, data, web_store_metric_get);
 }
 
 static void handle_layer_list(struct ab_http_req *req, void *data)
 {
-    struct web_actor who;
-    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
-    if (db == NULL)
-        return;
-    json_t *out = NULL;
-    struct ab_errinfo ei;
-    enum ab_err rc = web_store_layer_list(db, &out, &ei);
-    send_result(req, rc, 200, out, &ei);
+    read_list(req, data, WEB_ROLE_VIEWER, web_store_layer_list);
 }
 
 static void handle_layer_get(struct ab_http_req *req, void *data)
 {
-    struct web_actor who;
-    struct ab_db *db = begin(req, data, &who, WEB_ROLE_VIEWER);
-    if (db == NULL)
-        return;
-    json_t *out = NULL;
-    struct ab_errinfo ei;
-    enum ab_err rc = web_store_layer_get(db, ab_http_param(req, "key"), &out, &ei);
-    send_result(req, rc, 200, out, &ei);
+    read_one(req, data, web_store_layer_get);
 }
 
 /* ---------------------------------------------------------------- API keys */
@@ -774,14 +775,7 @@ static void handle_user_create(struct ab_http_req *req, void *data)
 
 static void handle_user_list(struct ab_http_req *req, void *data)
 {
-    struct web_actor who;
-    struct ab_db *db = begin(req, data, &who, WEB_ROLE_ADMIN);
-    if (db == NULL)
-        return;
-    json_t *out = NULL;
-    struct ab_errinfo ei;
-    enum ab_err rc = web_store_user_list(db, &out, &ei);
-    send_result(req, rc, 200, out, &ei);
+    read_list(req, data, WEB_ROLE_ADMIN, web_store_user_list);
 }
 
 static void handle_user_disable(struct ab_http_req *req, void *data)
