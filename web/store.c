@@ -28,6 +28,22 @@ struct tx {
     int64_t current;      /* stored version on a conflict */
 };
 
+/*
+ * Runs fn in one write transaction over t and hands out the entity it left in t->out (*out, the
+ * caller's), or NULL when the transaction was rolled back.
+ */
+static enum ab_err run_tx(struct ab_db *db, ab_db_tx_cb fn, struct tx *t, json_t **out,
+                          struct ab_errinfo *ei)
+{
+    enum ab_err rc = ab_db_transaction(db, fn, t, ei);
+    if (rc != AB_OK) {
+        json_decref(t->out);
+        t->out = NULL;
+    }
+    *out = t->out;
+    return rc;
+}
+
 static const char *col(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -433,11 +449,7 @@ enum ab_err web_store_experiment_create(struct ab_db *db, const json_t *exp,
                                         struct ab_errinfo *ei)
 {
     struct tx t = {.in = exp, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, create_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, create_tx, &t, out, ei);
 }
 
 /* The writable fields of an experiment as the validator takes them. */
@@ -595,10 +607,7 @@ enum ab_err web_store_experiment_update(struct ab_db *db, const char *key,
                                         int64_t *current, struct ab_errinfo *ei)
 {
     struct tx t = {.key = key, .in = patch, .expected = expected_version, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, update_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
+    enum ab_err rc = run_tx(db, update_tx, &t, out, ei);
     *current = t.current;
     return rc;
 }
@@ -675,11 +684,7 @@ enum ab_err web_store_experiment_transition(struct ab_db *db, const char *key, c
                                             json_t **out, struct ab_errinfo *ei)
 {
     struct tx t = {.key = key, .action = action, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, transition_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, transition_tx, &t, out, ei);
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -768,11 +773,7 @@ enum ab_err web_store_metric_create(struct ab_db *db, const json_t *m, const str
                                     int64_t now, json_t **out, struct ab_errinfo *ei)
 {
     struct tx t = {.in = m, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, metric_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, metric_tx, &t, out, ei);
 }
 
 /* ---------------------------------------------------------------- layers */
@@ -884,11 +885,7 @@ enum ab_err web_store_layer_create(struct ab_db *db, const json_t *l, const stru
                                    int64_t now, json_t **out, struct ab_errinfo *ei)
 {
     struct tx t = {.in = l, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, layer_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, layer_tx, &t, out, ei);
 }
 
 /* ---------------------------------------------------------------- API keys */
@@ -943,11 +940,7 @@ enum ab_err web_store_key_create(struct ab_db *db, const char *kind, const char 
 {
     struct tx t = {.kind = kind, .name = name, .prefix = prefix, .hash = key_hash, .who = who,
                    .now = now};
-    enum ab_err rc = ab_db_transaction(db, key_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, key_tx, &t, out, ei);
 }
 
 static enum ab_err revoke_tx(struct ab_db *db, void *arg, struct ab_errinfo *ei)
@@ -990,11 +983,7 @@ enum ab_err web_store_key_revoke(struct ab_db *db, const char *kind, int64_t id,
                                  struct ab_errinfo *ei)
 {
     struct tx t = {.kind = kind, .expected = id, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, revoke_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, revoke_tx, &t, out, ei);
 }
 
 enum ab_err web_store_key_list(struct ab_db *db, const char *kind, json_t **out,
@@ -1165,11 +1154,7 @@ enum ab_err web_store_user_create(struct ab_db *db, const json_t *user, const ch
                                   struct ab_errinfo *ei)
 {
     struct tx t = {.in = user, .hash = password_hash, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, user_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, user_tx, &t, out, ei);
 }
 
 enum ab_err web_store_user_list(struct ab_db *db, json_t **out, struct ab_errinfo *ei)
@@ -1227,11 +1212,7 @@ enum ab_err web_store_user_disable(struct ab_db *db, int64_t id, const struct we
                                    int64_t now, json_t **out, struct ab_errinfo *ei)
 {
     struct tx t = {.expected = id, .who = who, .now = now};
-    enum ab_err rc = ab_db_transaction(db, disable_tx, &t, ei);
-    if (rc != AB_OK)
-        json_decref(t.out);
-    *out = rc == AB_OK ? t.out : NULL;
-    return rc;
+    return run_tx(db, disable_tx, &t, out, ei);
 }
 
 enum ab_err web_store_user_count(struct ab_db *db, int64_t *count, struct ab_errinfo *ei)
