@@ -77,6 +77,17 @@ static inline struct analyze_cell *analyze_agg_cell(const struct analyze_agg *a,
 
 void analyze_agg_free(struct analyze_agg *a); /* accepts NULL */
 
+/* The index of variant key v in d (NULL or unknown: -1). Shared by both events stores. */
+int analyze_variant_index(const struct analyze_experiment_def *d, const char *v);
+
+/*
+ * The sums of metric for variant key v on day of the phase, as a store's row names them, or NULL
+ * when the variant is not one of the phase's or the day is outside the aggregation.
+ */
+struct analyze_sums *analyze_agg_at(const struct analyze_agg *a,
+                                    const struct analyze_experiment_def *d, size_t metric,
+                                    const char *v, int64_t day);
+
 /*
  * A zeroed aggregation for def as of *through (lowered to the phase's end when the phase ended),
  * with has_covariate set (every metric but ratio). The caller's (analyze_agg_free).

@@ -22,14 +22,6 @@ struct q {
     size_t len;
 };
 
-static int variant_index(const struct analyze_experiment_def *d, const char *v)
-{
-    for (size_t i = 0; v != NULL && i < d->nvariants; i++)
-        if (strcmp(d->variants[i], v) == 0)
-            return (int)i;
-    return -1;
-}
-
 static double num(const json_t *row, const char *key)
 {
     return json_number_value(json_object_get(row, key));
@@ -115,7 +107,7 @@ static enum ab_err fill_units(struct ab_ch *ch, const struct analyze_experiment_
         int64_t count = integer(row, "n"), last = integer(row, "last");
         if (last > a->data_through_ms)
             a->data_through_ms = last;
-        int v = variant_index(d, json_string_value(json_object_get(row, "v")));
+        int v = analyze_variant_index(d, json_string_value(json_object_get(row, "v")));
         if (integer(row, "multi"))
             a->multiple_exposures += count;
         else if (v < 0)
@@ -159,11 +151,10 @@ static enum ab_err fill_entries(struct ab_ch *ch, const struct analyze_experimen
     json_t *row;
     json_array_foreach(rows, i, row)
     {
-        int v = variant_index(d, json_string_value(json_object_get(row, "v")));
-        int64_t day = integer(row, "day");
-        if (v < 0 || day < 0 || (size_t)day >= a->ndays)
+        struct analyze_sums *c = analyze_agg_at(
+            a, d, metric, json_string_value(json_object_get(row, "v")), integer(row, "day"));
+        if (c == NULL)
             continue;
-        struct analyze_sums *c = &analyze_agg_cell(a, metric, (size_t)v, (size_t)day)->sums;
         c->n += (double)integer(row, "n");
         c->sum_x += num(row, "sx");
         c->sum_xx += num(row, "sxx");
@@ -232,11 +223,10 @@ static enum ab_err fill_increments(struct ab_ch *ch, const struct analyze_experi
     json_t *row;
     json_array_foreach(rows, i, row)
     {
-        int v = variant_index(d, json_string_value(json_object_get(row, "v")));
-        int64_t day = integer(row, "day");
-        if (v < 0 || day < 0 || (size_t)day >= a->ndays)
+        struct analyze_sums *c = analyze_agg_at(
+            a, d, metric, json_string_value(json_object_get(row, "v")), integer(row, "day"));
+        if (c == NULL)
             continue;
-        struct analyze_sums *c = &analyze_agg_cell(a, metric, (size_t)v, (size_t)day)->sums;
         c->sum_y += num(row, "sy");
         c->sum_yy += num(row, "syy");
         if (ratio) {

@@ -197,12 +197,22 @@ enum ab_err analyze_sql_day_experiments(struct ab_db *db, int64_t from_ms, int64
 
 /* --- aggregation (events database) ---------------------------------------------------------- */
 
-static int variant_index(const struct analyze_experiment_def *d, const unsigned char *v)
+int analyze_variant_index(const struct analyze_experiment_def *d, const char *v)
 {
     for (size_t i = 0; v != NULL && i < d->nvariants; i++)
-        if (strcmp(d->variants[i], (const char *)v) == 0)
+        if (strcmp(d->variants[i], v) == 0)
             return (int)i;
     return -1;
+}
+
+struct analyze_sums *analyze_agg_at(const struct analyze_agg *a,
+                                    const struct analyze_experiment_def *d, size_t metric,
+                                    const char *v, int64_t day)
+{
+    int i = analyze_variant_index(d, v);
+    if (i < 0 || day < 0 || (uint64_t)day >= a->ndays)
+        return NULL;
+    return &analyze_agg_cell(a, metric, (size_t)i, (size_t)day)->sums;
 }
 
 /* Each unit's first exposure in the phase; multi marks units that saw more than one variant. */
@@ -250,7 +260,7 @@ static enum ab_err fill_units(struct ab_db *db, const struct analyze_experiment_
         int64_t count = sqlite3_column_int64(st, 2), last = sqlite3_column_int64(st, 3);
         if (last > a->data_through_ms)
             a->data_through_ms = last;
-        int v = variant_index(d, sqlite3_column_text(st, 0));
+        int v = analyze_variant_index(d, (const char *)sqlite3_column_text(st, 0));
         if (sqlite3_column_int(st, 1))
             a->multiple_exposures += count;
         else if (v < 0)
@@ -301,11 +311,11 @@ static enum ab_err fill_entries(struct ab_db *db, const struct analyze_experimen
     sqlite3_bind_int64(st, 1, d->phase_start_ms);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        int v = variant_index(d, sqlite3_column_text(st, 0));
-        int64_t day = sqlite3_column_int64(st, 1);
-        if (v < 0 || day < 0 || (size_t)day >= a->ndays)
+        struct analyze_sums *c = analyze_agg_at(a, d, metric,
+                                                (const char *)sqlite3_column_text(st, 0),
+                                                sqlite3_column_int64(st, 1));
+        if (c == NULL)
             continue;
-        struct analyze_sums *c = &analyze_agg_cell(a, metric, (size_t)v, (size_t)day)->sums;
         c->n += (double)sqlite3_column_int64(st, 2);
         c->sum_x += sqlite3_column_double(st, 3);
         c->sum_xx += sqlite3_column_double(st, 4);
@@ -362,11 +372,11 @@ static enum ab_err fill_increments(struct ab_db *db, const struct analyze_experi
     sqlite3_bind_int(st, 7, m->type == ANALYZE_RATIO);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        int v = variant_index(d, sqlite3_column_text(st, 0));
-        int64_t day = sqlite3_column_int64(st, 1);
-        if (v < 0 || day < 0 || (size_t)day >= a->ndays)
+        struct analyze_sums *c = analyze_agg_at(a, d, metric,
+                                                (const char *)sqlite3_column_text(st, 0),
+                                                sqlite3_column_int64(st, 1));
+        if (c == NULL)
             continue;
-        struct analyze_sums *c = &analyze_agg_cell(a, metric, (size_t)v, (size_t)day)->sums;
         c->sum_y += sqlite3_column_double(st, 2);
         c->sum_yy += sqlite3_column_double(st, 3);
         if (m->type == ANALYZE_RATIO) {
