@@ -97,6 +97,41 @@ struct analyze_agg *analyze_agg_new(const struct analyze_experiment_def *def, in
 /* Turns metric m's daily changes (what the stores fill in) into cumulative cells. */
 void analyze_agg_accumulate(struct analyze_agg *a, size_t m);
 
+/* --- units.c: the per-unit join, pure --- */
+
+/*
+ * The join of one experiment's events into its sufficient statistics. Feed it every exposure of
+ * the experiment, then call analyze_units_end_exposures, then feed it the metric events; rows
+ * outside the phase or at/after through_ms are ignored, so a store may filter coarsely. Each
+ * unit's first exposure (units with more than one variant key are excluded and counted), its
+ * covariate from the lookback window before it, and its metric values after it within the
+ * conversion window. analyze_units_finish then fills agg (from analyze_agg_new for the same def
+ * and through) with the cumulative statistics per (metric, variant, day). The definition and agg
+ * stay the caller's and must outlive the join.
+ */
+struct analyze_units;
+struct analyze_units *analyze_units_new(const struct analyze_experiment_def *def,
+                                        struct analyze_agg *agg, int64_t through_ms);
+void analyze_units_free(struct analyze_units *j); /* accepts NULL */
+
+/* An exposure of unit (len bytes) to variant (vlen bytes) at ts. AB_ERR_TOO_LARGE past 1 TiB of
+ * unit records. */
+enum ab_err analyze_units_exposure(struct analyze_units *j, const char *unit, size_t len,
+                                   const char *variant, size_t vlen, int64_t ts);
+
+/* Ends the exposures; returns the earliest first exposure (INT64_MAX when there is none): metric
+ * events before it minus ANALYZE_CUPED_LOOKBACK_MS cannot count. */
+int64_t analyze_units_end_exposures(struct analyze_units *j);
+
+/* A metric event named metric (NUL-terminated) of unit with value at ts. AB_ERR_TOO_LARGE past
+ * 2^31-2 closed (unit, metric, day) sums. */
+enum ab_err analyze_units_metric(struct analyze_units *j, const char *unit, size_t len,
+                                 const char *metric, double value, int64_t ts);
+
+/* Fills the aggregation: unit counts, data_through_ms and every metric's cumulative cells.
+ * AB_ERR_TOO_LARGE as analyze_units_metric (events still in its pipeline are applied here). */
+enum ab_err analyze_units_finish(struct analyze_units *j);
+
 /* --- sql.c: every statement of the analysis --- */
 
 /*
@@ -126,9 +161,8 @@ enum ab_err analyze_sql_day_experiments(struct ab_db *control, int64_t from_ms, 
 
 /*
  * Aggregates the events of def's phase with ts < through_ms from the events database into *out
- * (the caller's; analyze_agg_free). The only work the database does: first exposures, exclusion
- * of units with more than one variant, per-unit metric values within the conversion window and
- * the pre-exposure covariate, summed per (variant, metric, day).
+ * (the caller's; analyze_agg_free): two scans of the events table, the experiment's exposures
+ * and then the metrics' events, through the per-unit join of units.c.
  */
 enum ab_err analyze_sql_aggregate(struct ab_db *events, const struct analyze_experiment_def *def,
                                   int64_t through_ms, struct analyze_agg **out,

@@ -1,15 +1,11 @@
 /*
  * Every SQL statement of the analysis (DESIGN.md section 7): reading an experiment's definition
- * from the control database, aggregating its events into sufficient statistics per (variant,
- * metric, day), and the results table. The events database is only read; the aggregation keeps
- * its intermediate per-unit tables in the connection's TEMP schema.
- *
- * Cumulative series from one pass: a unit's value as of day D is the running sum of its daily
- * increments. Per (unit, day with events) the query knows the value before and after that day,
- * so the change of sum(v) and sum(v^2) (and of the cross sums) is after - before; summing those
- * changes per (variant, day) and accumulating over days in C gives every day's statistics without
- * one row per unit and day.
+ * from the control database, the scans that aggregate its events into sufficient statistics per
+ * (variant, metric, day), and the results table. The events database is only read: one scan of
+ * the experiment's exposures and one of its metrics' events, each streamed into the per-unit join
+ * of units.c (which says why the join is not SQL).
  */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include "abacus/mem.h"
@@ -215,181 +211,77 @@ struct analyze_sums *analyze_agg_at(const struct analyze_agg *a,
     return &analyze_agg_cell(a, metric, (size_t)i, (size_t)day)->sums;
 }
 
-/* Each unit's first exposure in the phase; multi marks units that saw more than one variant. */
-static const char SQL_UNITS[] =
-    "CREATE TEMP TABLE IF NOT EXISTS an_units (unit TEXT PRIMARY KEY, t0 INTEGER NOT NULL,"
-    " t1 INTEGER NOT NULL, variant TEXT, multi INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TEMP TABLE IF NOT EXISTS an_pre (unit TEXT PRIMARY KEY, x REAL NOT NULL) WITHOUT ROWID;"
-    "DELETE FROM an_units; DELETE FROM an_pre;";
-
-static enum ab_err step_all(struct ab_db *db, sqlite3_stmt *st, const char *what,
-                            struct ab_errinfo *ei)
+/* Streams the experiment's exposures in the phase into the join. */
+static enum ab_err scan_exposures(struct ab_db *db, const struct analyze_experiment_def *d,
+                                  int64_t through, struct analyze_units *j, struct ab_errinfo *ei)
 {
-    int s = sqlite3_step(st);
-    sqlite3_reset(st);
-    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, what, ei);
-}
-
-static enum ab_err fill_units(struct ab_db *db, const struct analyze_experiment_def *d,
-                              int64_t through, struct analyze_agg *a, struct ab_errinfo *ei)
-{
-    enum ab_err rc = ab_db_exec(db, SQL_UNITS, ei);
     sqlite3_stmt *st;
-    if (rc != AB_OK ||
-        (rc = ab_db_prepare(
-             db,
-             "INSERT INTO an_units (unit, t0, t1, variant, multi)"
-             " SELECT unit, MIN(ts), MAX(ts), MIN(variant), MIN(variant) IS NOT MAX(variant)"
-             "   FROM events"
-             "  WHERE type = 'exposure' AND experiment = ?1 AND ts >= ?2 AND ts < ?3"
-             "  GROUP BY unit",
-             &st, ei)) != AB_OK)
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT unit, variant, ts FROM events"
+                                   " WHERE type = 'exposure' AND experiment = ?1"
+                                   "   AND ts >= ?2 AND ts < ?3",
+                                   &st, ei);
+    if (rc != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, d->key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, d->phase_start_ms);
     sqlite3_bind_int64(st, 3, through);
-    if ((rc = step_all(db, st, "finding first exposures", ei)) != AB_OK)
-        return rc;
-    if ((rc = ab_db_prepare(db,
-                            "SELECT variant, multi, COUNT(*), MAX(t1) FROM an_units"
-                            " GROUP BY variant, multi",
-                            &st, ei)) != AB_OK)
-        return rc;
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t count = sqlite3_column_int64(st, 2), last = sqlite3_column_int64(st, 3);
-        if (last > a->data_through_ms)
-            a->data_through_ms = last;
-        int v = analyze_variant_index(d, (const char *)sqlite3_column_text(st, 0));
-        if (sqlite3_column_int(st, 1))
-            a->multiple_exposures += count;
-        else if (v < 0)
-            a->unknown_variant += count;
-        else
-            a->units[v] += count;
+    while (rc == AB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *unit = (const char *)sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        const char *variant = (const char *)sqlite3_column_text(st, 1);
+        size_t vlen = (size_t)sqlite3_column_bytes(st, 1);
+        rc = analyze_units_exposure(j, unit, len, variant, vlen, sqlite3_column_int64(st, 2));
     }
     sqlite3_reset(st);
-    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "counting units", ei);
+    if (rc != AB_OK)
+        return ab_fail(ei, rc, "experiment", "too many units for the SQLite store");
+    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "reading exposures", ei);
 }
 
-/* The covariate of metric m: each unit's value in the lookback window before its exposure. */
-static enum ab_err fill_covariate(struct ab_db *db, const struct analyze_metric_def *m,
-                                  struct ab_errinfo *ei)
+/* Streams the events of the experiment's metrics from from_ms (the lookback before the first
+ * exposure) into the join. */
+static enum ab_err scan_metrics(struct ab_db *db, const struct analyze_experiment_def *d,
+                                int64_t from, int64_t through, struct analyze_units *j,
+                                struct ab_errinfo *ei)
 {
-    sqlite3_stmt *st;
-    enum ab_err rc = ab_db_exec(db, "DELETE FROM an_pre", ei);
-    if (rc != AB_OK ||
-        (rc = ab_db_prepare(
-             db,
-             "INSERT INTO an_pre (unit, x)"
-             " SELECT e.unit, CASE WHEN ?3 THEN 1.0 ELSE SUM(e.value) END"
-             "   FROM events e JOIN an_units u ON u.unit = e.unit"
-             "  WHERE e.type = 'metric' AND e.metric = ?1 AND u.multi = 0"
-             "    AND e.ts >= u.t0 - ?2 AND e.ts < u.t0"
-             "  GROUP BY e.unit",
-             &st, ei)) != AB_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, m->event, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, ANALYZE_CUPED_LOOKBACK_MS);
-    sqlite3_bind_int(st, 3, m->type == ANALYZE_BINOMIAL);
-    return step_all(db, st, "computing the pre-exposure covariate", ei);
-}
-
-/* Units entering each (variant, day), with their covariate sums. */
-static enum ab_err fill_entries(struct ab_db *db, const struct analyze_experiment_def *d,
-                                size_t metric, struct analyze_agg *a, struct ab_errinfo *ei)
-{
+    json_t *names = json_array();
+    for (size_t m = 0; m < d->nmetrics; m++) {
+        json_array_append_new(names, json_string(d->metrics[m].event));
+        if (d->metrics[m].denominator_event != NULL)
+            json_array_append_new(names, json_string(d->metrics[m].denominator_event));
+    }
+    char *list = json_dumps(names, JSON_COMPACT);
+    json_decref(names);
+    if (list == NULL)
+        return ab_fail(ei, AB_ERR_INTERNAL, "metrics", "cannot list the metrics' events");
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(
         db,
-        "SELECT u.variant, (u.t0 - ?1) / 86400000, COUNT(*), TOTAL(p.x), TOTAL(p.x * p.x)"
-        "  FROM an_units u LEFT JOIN an_pre p ON p.unit = u.unit"
-        " WHERE u.multi = 0 GROUP BY 1, 2",
+        "SELECT unit, metric, value, ts FROM events"
+        " WHERE type = 'metric' AND ts >= ?1 AND ts < ?2"
+        "   AND metric IN (SELECT value FROM json_each(?3))",
         &st, ei);
-    if (rc != AB_OK)
+    if (rc != AB_OK) {
+        free(list);
         return rc;
-    sqlite3_bind_int64(st, 1, d->phase_start_ms);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct analyze_sums *c = analyze_agg_at(a, d, metric,
-                                                (const char *)sqlite3_column_text(st, 0),
-                                                sqlite3_column_int64(st, 1));
-        if (c == NULL)
-            continue;
-        c->n += (double)sqlite3_column_int64(st, 2);
-        c->sum_x += sqlite3_column_double(st, 3);
-        c->sum_xx += sqlite3_column_double(st, 4);
     }
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, through);
+    sqlite3_bind_text(st, 3, list, -1, free);
+    int s;
+    while (rc == AB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *unit = (const char *)sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        rc = analyze_units_metric(j, unit, len, (const char *)sqlite3_column_text(st, 1),
+                                  sqlite3_column_double(st, 2), sqlite3_column_int64(st, 3));
+    }
+    sqlite3_clear_bindings(st);
     sqlite3_reset(st);
-    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "counting units per day", ei);
-}
-
-/*
- * The daily changes of the metric's sums. f(v) is the unit's metric value from its running
- * total v: v itself, or (v > 0) for a binomial metric (?5), where v counts events.
- */
-static enum ab_err fill_increments(struct ab_db *db, const struct analyze_experiment_def *d,
-                                   size_t metric, int64_t through, struct analyze_agg *a,
-                                   struct ab_errinfo *ei)
-{
-    const struct analyze_metric_def *m = &d->metrics[metric];
-    sqlite3_stmt *st;
-    enum ab_err rc = ab_db_prepare(
-        db,
-        "WITH inc AS ("
-        "  SELECT e.unit AS unit, (e.ts - ?1) / 86400000 AS day, MAX(e.ts) AS last,"
-        "         TOTAL(CASE WHEN e.metric = ?2 THEN (CASE WHEN ?5 THEN 1.0 ELSE e.value END)"
-        "               END) AS dn,"
-        "         TOTAL(CASE WHEN e.metric = ?3 THEN e.value END) AS dd"
-        "    FROM events e JOIN an_units u ON u.unit = e.unit"
-        "   WHERE e.type = 'metric' AND e.metric IN (?2, ?3) AND u.multi = 0"
-        "     AND e.ts >= u.t0 AND e.ts < ?4 AND (?6 = 0 OR e.ts < u.t0 + ?6)"
-        "   GROUP BY e.unit, day),"
-        " run AS ("
-        "  SELECT unit, day, last, dn, dd, SUM(dn) OVER w AS cn, SUM(dd) OVER w AS cd"
-        "    FROM inc WINDOW w AS (PARTITION BY unit ORDER BY day)),"
-        " val AS ("
-        "  SELECT unit, day, last, cd, cd - dd AS pd,"
-        "         CASE WHEN ?5 THEN (cn > 0) * 1.0 ELSE cn END AS y,"
-        "         CASE WHEN ?5 THEN (cn - dn > 0) * 1.0 ELSE cn - dn END AS py"
-        "    FROM run)"
-        "SELECT u.variant, v.day, TOTAL(v.y - v.py), TOTAL(v.y * v.y - v.py * v.py),"
-        "       TOTAL(v.cd - v.pd), TOTAL(v.cd * v.cd - v.pd * v.pd),"
-        "       TOTAL(CASE WHEN ?7 THEN v.y * v.cd - v.py * v.pd"
-        "                  ELSE COALESCE(p.x, 0) * (v.y - v.py) END), MAX(v.last)"
-        "  FROM val v JOIN an_units u ON u.unit = v.unit LEFT JOIN an_pre p ON p.unit = v.unit"
-        " GROUP BY 1, 2",
-        &st, ei);
     if (rc != AB_OK)
-        return rc;
-    sqlite3_bind_int64(st, 1, d->phase_start_ms);
-    sqlite3_bind_text(st, 2, m->event, -1, SQLITE_TRANSIENT);
-    if (m->type == ANALYZE_RATIO)
-        sqlite3_bind_text(st, 3, m->denominator_event, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, through);
-    sqlite3_bind_int(st, 5, m->type == ANALYZE_BINOMIAL);
-    sqlite3_bind_int64(st, 6, m->window_ms);
-    sqlite3_bind_int(st, 7, m->type == ANALYZE_RATIO);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct analyze_sums *c = analyze_agg_at(a, d, metric,
-                                                (const char *)sqlite3_column_text(st, 0),
-                                                sqlite3_column_int64(st, 1));
-        if (c == NULL)
-            continue;
-        c->sum_y += sqlite3_column_double(st, 2);
-        c->sum_yy += sqlite3_column_double(st, 3);
-        if (m->type == ANALYZE_RATIO) {
-            c->sum_x += sqlite3_column_double(st, 4);
-            c->sum_xx += sqlite3_column_double(st, 5);
-        }
-        c->sum_xy += sqlite3_column_double(st, 6);
-        int64_t last = sqlite3_column_int64(st, 7);
-        if (last > a->data_through_ms)
-            a->data_through_ms = last;
-    }
-    sqlite3_reset(st);
-    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "aggregating metric events", ei);
+        return ab_fail(ei, rc, "experiment", "too many metric values for the SQLite store");
+    return s == SQLITE_DONE ? AB_OK : ab_db_fail(db, s, "reading metric events", ei);
 }
 
 struct analyze_agg *analyze_agg_new(const struct analyze_experiment_def *d, int64_t *through)
@@ -430,25 +322,21 @@ enum ab_err analyze_sql_aggregate(struct ab_db *db, const struct analyze_experim
 {
     *out = NULL;
     struct analyze_agg *a = analyze_agg_new(d, &through);
-    enum ab_err rc = fill_units(db, d, through, a, ei);
-    for (size_t m = 0; m < d->nmetrics && rc == AB_OK; m++) {
-        if (a->has_covariate[m])
-            rc = fill_covariate(db, &d->metrics[m], ei);
-        else
-            rc = ab_db_exec(db, "DELETE FROM an_pre", ei);
-        if (rc == AB_OK)
-            rc = fill_entries(db, d, m, a, ei);
-        if (rc == AB_OK)
-            rc = fill_increments(db, d, m, through, a, ei);
-        if (rc == AB_OK) /* daily -> cumulative */
-            analyze_agg_accumulate(a, m);
+    struct analyze_units *j = analyze_units_new(d, a, through);
+    enum ab_err rc = scan_exposures(db, d, through, j, ei);
+    if (rc == AB_OK) {
+        int64_t first = analyze_units_end_exposures(j);
+        if (first < through)
+            rc = scan_metrics(db, d, first - ANALYZE_CUPED_LOOKBACK_MS, through, j, ei);
     }
-    if (rc == AB_OK)
-        rc = ab_db_exec(db, "DELETE FROM an_units; DELETE FROM an_pre;", ei);
-    if (rc == AB_OK)
+    if (rc == AB_OK && (rc = analyze_units_finish(j)) != AB_OK)
+        rc = ab_fail(ei, rc, "experiment", "too many metric values for the SQLite store");
+    if (rc == AB_OK) {
         *out = a;
-    else
+    } else {
         analyze_agg_free(a);
+    }
+    analyze_units_free(j);
     return rc;
 }
 

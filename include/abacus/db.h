@@ -19,7 +19,7 @@ enum ab_db_sync {
 
 struct ab_db_options {
     enum ab_db_sync sync;
-    int readonly;        /* open read-only (no WAL switch, no writes) */
+    int readonly;        /* open read-only (no WAL switch, no writes; memory-mapped reads) */
     int busy_timeout_ms; /* how long a writer waits for the lock; 0 = 5000 */
 };
 

@@ -1,6 +1,8 @@
 /*
- * The analysis' SQL (analyze/sql.c) against a brute-force computation in C over the same seeded
- * events: first exposures, exclusion of units with two variants, exposures before the phase and
+ * The analysis' aggregation (the scans of analyze/sql.c through the per-unit join of
+ * analyze/units.c) against a brute-force computation in C over the same seeded events, written
+ * in an order that is not time order and with some unit ids longer than the join's inline copy
+ * (256 bytes): first exposures, exclusion of units with two variants, exposures before the phase and
  * after the as-of time left out, conversion windows, the pre-exposure covariate, ratio cross
  * sums, and the cumulative day series. Then the results built from them: every comparison has a
  * decision, nothing is NaN, and storing twice keeps one row per experiment and phase.
@@ -23,7 +25,7 @@
 extern const struct ab_migration collect_migrations[];
 extern const size_t collect_migrations_count;
 
-#define UNITS 400
+#define UNITS 1500 /* past the first growths of the join's hash table */
 #define DAY ANALYZE_DAY_MS
 #define START 1767225600000LL /* 2026-01-01T00:00:00Z, the phase start */
 #define NDAYS 6
@@ -102,9 +104,12 @@ static void write_events(struct ab_db *db)
         SQLITE_OK);
     for (size_t i = 0; i < g_nev; i++) {
         const struct event *e = &g_ev[i];
-        char id[32], unit[32];
+        char id[32], unit[400];
         snprintf(id, sizeof(id), "ev-%zu", i);
-        snprintf(unit, sizeof(unit), "unit-%d", e->unit);
+        if (e->unit % 100 == 7)
+            snprintf(unit, sizeof(unit), "unit-%d-%0300d", e->unit, 0);
+        else
+            snprintf(unit, sizeof(unit), "unit-%d", e->unit);
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 2, (int64_t)i * 7919);
         sqlite3_bind_text(st, 3, e->exposure ? "exposure" : "metric", -1, SQLITE_STATIC);
@@ -250,7 +255,7 @@ static void brute(const struct analyze_experiment_def *def, struct analyze_sums 
 static void same(const char *what, size_t m, size_t v, size_t d, double got, double want)
 {
     if (!(fabs(got - want) <= 1e-9 * fmax(1, fabs(want))))
-        fail_msg("metric %zu variant %zu day %zu %s: SQL %.10g, brute force %.10g", m, v, d, what,
+        fail_msg("metric %zu variant %zu day %zu %s: aggregation %.10g, brute force %.10g", m, v, d, what,
                  got, want);
 }
 
