@@ -376,8 +376,10 @@ static void start_replay(struct analyze_units *j, const struct unit *u, struct u
     if (um->replay)
         return;
     um->replay = 1;
-    if (u->variant >= 0 && um->head != 0)
-        add_days(j, u, um, m, j->buf, read_days(j, um, 0), -1);
+    if (u->variant >= 0 && um->head != 0) {
+        size_t n = read_days(j, um, 0); /* may move j->buf */
+        add_days(j, u, um, m, j->buf, n, -1);
+    }
 }
 
 /* Closes the open day of um into its chain. */
@@ -613,8 +615,10 @@ static void finish_metric(struct analyze_units *j, const struct unit *u,
     entry->n += 1;
     entry->sum_x += um->x;
     entry->sum_xx += um->x * um->x;
-    if (um->replay)
-        add_days(j, u, um, m, j->buf, read_days(j, um, 1), 1);
+    if (um->replay) {
+        size_t n = read_days(j, um, 1); /* may move j->buf */
+        add_days(j, u, um, m, j->buf, n, 1);
+    }
     else if (um->day >= 0)
         add_day(j, u, um, m, um->day, um->cn, um->cd, um->cn + um->num, um->cd + um->den, 1);
 }
