@@ -60,11 +60,18 @@ struct increment {
     double num, den;
 };
 
-/* An event name the experiment's metrics use, with the metrics it feeds. */
+/* A metric an event name feeds: as its numerator, its denominator, or both (a ratio of an event
+ * over itself). */
+struct metric_use {
+    size_t m;
+    int is_num, is_den;
+};
+
+/* An event name the experiment's metrics use, with the metrics it feeds (each once). */
 struct event_name {
     const char *name;
-    size_t *num, *den; /* the metrics whose numerator / denominator it is */
-    size_t nnum, nden;
+    struct metric_use *uses;
+    size_t nuses;
 };
 
 #define SLOT_TAG(h) ((h) & 0xffffff0000000000ULL) /* top 24 bits of the hash */
@@ -95,7 +102,7 @@ struct analyze_units {
     unsigned char *arena; /* the unit records */
     size_t arena_len, arena_cap;
     struct increment *inc;
-    size_t ninc, inc_cap;
+    size_t ninc, inc_cap, inc_bytes; /* records, room for records, size of the mapping */
     struct event_name *names;
     size_t nnames;
     struct increment *buf; /* scratch: one (unit, metric)'s days */
@@ -190,10 +197,19 @@ static struct event_name *name_of(struct analyze_units *j, const char *name)
     return n;
 }
 
-static void add_index(size_t **list, size_t *n, size_t m)
+/* Records that event name feeds metric m as numerator and/or denominator. */
+static void add_use(struct analyze_units *j, const char *name, size_t m, int is_num, int is_den)
 {
-    *list = ab_mem_realloc(*list, (*n + 1) * sizeof(**list));
-    (*list)[(*n)++] = m;
+    struct event_name *n = name_of(j, name);
+    for (size_t i = 0; i < n->nuses; i++) {
+        if (n->uses[i].m == m) {
+            n->uses[i].is_num |= is_num;
+            n->uses[i].is_den |= is_den;
+            return;
+        }
+    }
+    n->uses = ab_mem_realloc(n->uses, (n->nuses + 1) * sizeof(*n->uses));
+    n->uses[n->nuses++] = (struct metric_use){m, is_num, is_den};
 }
 
 struct analyze_units *analyze_units_new(const struct analyze_experiment_def *def,
@@ -208,12 +224,9 @@ struct analyze_units *analyze_units_new(const struct analyze_experiment_def *def
     j->slots = big_grow(NULL, &j->slots_cap, (j->mask + 1) * sizeof(*j->slots));
     j->names = ab_mem_calloc(2 * def->nmetrics + 1, sizeof(*j->names));
     for (size_t m = 0; m < def->nmetrics; m++) {
-        struct event_name *n = name_of(j, def->metrics[m].event);
-        add_index(&n->num, &n->nnum, m);
-        if (def->metrics[m].type == ANALYZE_RATIO && def->metrics[m].denominator_event != NULL) {
-            n = name_of(j, def->metrics[m].denominator_event);
-            add_index(&n->den, &n->nden, m);
-        }
+        add_use(j, def->metrics[m].event, m, 1, 0);
+        if (def->metrics[m].type == ANALYZE_RATIO && def->metrics[m].denominator_event != NULL)
+            add_use(j, def->metrics[m].denominator_event, m, 0, 1);
     }
     return j;
 }
@@ -222,17 +235,15 @@ void analyze_units_free(struct analyze_units *j)
 {
     if (j == NULL)
         return;
-    for (size_t i = 0; i < j->nnames; i++) {
-        free(j->names[i].num);
-        free(j->names[i].den);
-    }
+    for (size_t i = 0; i < j->nnames; i++)
+        free(j->names[i].uses);
     for (size_t i = 0; i < PIPE; i++)
         free(j->pipe[i].long_key);
     free(j->names);
     free(j->buf);
     big_free(j->slots, j->slots_cap);
     big_free(j->arena, j->arena_cap);
-    big_free(j->inc, j->inc_cap * sizeof(*j->inc));
+    big_free(j->inc, j->inc_bytes);
     free(j);
 }
 
@@ -393,9 +404,8 @@ static enum ab_err close_day(struct analyze_units *j, const struct unit *u,
     if (j->ninc >= (1U << 31) - 2)
         return AB_ERR_TOO_LARGE; /* chains link by 31-bit index */
     if (j->ninc == j->inc_cap) {
-        size_t bytes = j->inc_cap * sizeof(*j->inc);
-        j->inc = big_grow(j->inc, &bytes, (j->inc_cap + 1) * 2 * sizeof(*j->inc));
-        j->inc_cap = bytes / sizeof(*j->inc);
+        j->inc = big_grow(j->inc, &j->inc_bytes, (j->inc_cap + 1) * 2 * sizeof(*j->inc));
+        j->inc_cap = j->inc_bytes / sizeof(*j->inc);
     }
     j->inc[j->ninc] = (struct increment){um->head, um->day, um->num, um->den};
     um->head = (uint32_t)++j->ninc & 0x7fffffffU;
@@ -455,22 +465,11 @@ static enum ab_err apply(struct analyze_units *j, const struct pending *p)
         return AB_OK;
     struct unit_metric *um = record_metrics(u);
     const struct event_name *n = p->name;
-    enum ab_err rc;
-    for (size_t i = 0; i < n->nnum; i++) {
-        size_t m = n->num[i];
-        int both = 0;
-        for (size_t k = 0; k < n->nden; k++)
-            both |= n->den[k] == m;
-        if ((rc = metric_event(j, u, &um[m], m, 1, both, p->value, p->ts)) != AB_OK)
-            return rc;
-    }
-    for (size_t i = 0; i < n->nden; i++) {
-        size_t m = n->den[i];
-        int both = 0;
-        for (size_t k = 0; k < n->nnum; k++)
-            both |= n->num[k] == m;
-        if (!both && /* a ratio of an event over itself was done above */
-            (rc = metric_event(j, u, &um[m], m, 0, 1, p->value, p->ts)) != AB_OK)
+    for (size_t i = 0; i < n->nuses; i++) {
+        const struct metric_use *use = &n->uses[i];
+        enum ab_err rc = metric_event(j, u, &um[use->m], use->m, use->is_num, use->is_den,
+                                      p->value, p->ts);
+        if (rc != AB_OK)
             return rc;
     }
     return AB_OK;
@@ -486,7 +485,7 @@ static void locate(struct analyze_units *j, struct pending *p)
             p->slot_or_record = SLOT_OFF(j->slots[i]);
             /* the header and key, and the (unit, metric) state the event updates first */
             const unsigned char *r = j->arena + p->slot_or_record - 1;
-            size_t m = p->name->nnum > 0 ? p->name->num[0] : p->name->den[0];
+            size_t m = p->name->uses[0].m;
             const unsigned char *um =
                 r + sizeof(struct unit) + key_space(p->len) + m * sizeof(struct unit_metric);
             __builtin_prefetch(r);
