@@ -187,6 +187,7 @@ struct collect_stats {
     _Atomic uint64_t storage_errors;  /* transactions rolled back by a storage fault */
     _Atomic uint64_t queue_full;      /* requests refused because the queue was full */
     _Atomic uint64_t queue_events;    /* gauge: events waiting */
+    _Atomic uint64_t commit_events;   /* gauge: events of the group commit in progress */
     _Atomic uint64_t lat_bucket[COLLECT_LAT_BUCKETS + 1];
     _Atomic uint64_t lat_sum_ns;
     _Atomic int64_t last_seq;         /* seq of the newest committed event (0: none) */

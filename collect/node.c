@@ -418,6 +418,8 @@ static void metrics_cb(void *data, FILE *out)
     fprintf(out,
             "# HELP abacus_collect_queue_events Events waiting for the writer.\n"
             "# TYPE abacus_collect_queue_events gauge\nabacus_collect_queue_events %llu\n"
+            "# HELP abacus_collect_commit_events Events of the group commit in progress.\n"
+            "# TYPE abacus_collect_commit_events gauge\nabacus_collect_commit_events %llu\n"
             "# HELP abacus_collect_commits_total Group commits.\n"
             "# TYPE abacus_collect_commits_total counter\nabacus_collect_commits_total %llu\n"
             "# HELP abacus_collect_storage_errors_total Transactions rolled back by a storage "
@@ -425,7 +427,8 @@ static void metrics_cb(void *data, FILE *out)
             "abacus_collect_storage_errors_total %llu\n"
             "# HELP abacus_collect_commit_duration_seconds Time of one group commit "
             "(BEGIN to COMMIT).\n# TYPE abacus_collect_commit_duration_seconds histogram\n",
-            (unsigned long long)get(&s->queue_events), (unsigned long long)get(&s->commits),
+            (unsigned long long)get(&s->queue_events),
+            (unsigned long long)get(&s->commit_events), (unsigned long long)get(&s->commits),
             (unsigned long long)get(&s->storage_errors));
     uint64_t cumulative = 0;
     for (int b = 0; b <= COLLECT_LAT_BUCKETS; b++) {

@@ -331,12 +331,17 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&st->mu);
 
         if (list != NULL) {
+            uint64_t nev = 0;
+            for (const struct collect_batch *b = list; b != NULL; b = b->next)
+                nev += b->nevents + b->nrejected;
+            atomic_store_explicit(&st->stats.commit_events, nev, memory_order_relaxed);
             apply_max_pages(st);
             struct ab_errinfo ei;
             int64_t t0 = ab_clock_mono_ns(st->clock);
             struct group gr = {st, list};
             enum ab_err rc = ab_db_transaction(st->db, store_group, &gr, &ei);
             record_commit(st, list, rc, ab_clock_mono_ns(st->clock) - t0, &ei);
+            atomic_store_explicit(&st->stats.commit_events, 0, memory_order_relaxed);
             int64_t seq;
             if (rc == AB_OK && max_seq(st->db, &seq, &ei) == AB_OK) /* O(log n): the rowid's end */
                 atomic_store(&st->stats.last_seq, seq);
