@@ -23,6 +23,7 @@
 #define FORWARD_PRUNE_EVERY_MS 10000
 #define FORWARD_PRUNE_CHUNK 5000
 #define FORWARD_BACKOFF_MAX_MS 5000
+#define FORWARD_GROW 8 /* a batch of a forwarder that is behind: up to 8 x --forward-batch */
 
 struct collect_forward {
     struct collect_forward_config cfg;
@@ -43,6 +44,7 @@ struct collect_forward {
     _Atomic uint64_t resent;      /* attempts of a batch sent before (after an error or a crash) */
     _Atomic uint64_t pruned;
     int64_t inflight_end;         /* forwarder thread only */
+    int64_t durable;              /* forwarder thread only: the position forward_state holds */
     int failing;                  /* forwarder thread only: the last attempt failed */
 };
 
@@ -143,6 +145,7 @@ static enum ab_err read_state(struct collect_forward *f, struct ab_errinfo *ei)
         snprintf(f->origin, sizeof(f->origin), "%s", (const char *)sqlite3_column_text(st, 0));
         atomic_store(&f->position, sqlite3_column_int64(st, 1));
         f->inflight_end = sqlite3_column_int64(st, 2);
+        f->durable = atomic_load(&f->position);
     }
     sqlite3_reset(st);
     return s == SQLITE_ROW ? AB_OK : ab_db_fail(f->db, s, "reading the forward position", ei);
@@ -169,8 +172,19 @@ static enum ab_err read_batch(struct collect_forward *f, int64_t upto, struct fb
     int64_t pos = atomic_load(&f->position);
     sqlite3_bind_int64(st, 1, pos);
     sqlite3_bind_int64(st, 2, upto);
-    /* a re-sent batch is the whole recorded range, whatever --forward-batch is now */
-    sqlite3_bind_int64(st, 3, upto > pos ? upto - pos : (sqlite3_int64)f->cfg.batch_max);
+    /* a re-sent batch is the whole recorded range, whatever --forward-batch is now; behind by
+     * more than a batch, the forwarder takes up to FORWARD_GROW batches at once, so the fixed
+     * cost of a batch (an INSERT, a part in ClickHouse, a state write) shrinks per event as the
+     * backlog grows, and forwarding catches up with ingest */
+    int64_t limit = (int64_t)f->cfg.batch_max;
+    if (upto > pos) {
+        limit = upto - pos;
+    } else {
+        int64_t behind = atomic_load(&collect_store_stats(f->cfg.store)->last_seq) - pos;
+        if (behind > limit)
+            limit = behind < limit * FORWARD_GROW ? behind : limit * FORWARD_GROW;
+    }
+    sqlite3_bind_int64(st, 3, limit);
     int s;
     struct ab_jsonw *w = &b->body;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
@@ -245,7 +259,7 @@ static void prune(struct collect_forward *f)
 {
     if (f->cfg.retention_ms <= 0)
         return;
-    struct prune_job j = {atomic_load(&f->position),
+    struct prune_job j = {f->durable, /* rows a re-sent batch may need stay */
                           ab_clock_now_ms(f->cfg.clock) - f->cfg.retention_ms, 0};
     while (!stopping(f)) {
         struct ab_errinfo ei;
@@ -280,6 +294,24 @@ static void note_failure(struct collect_forward *f, const char *what, const stru
     f->failing = 1;
 }
 
+/*
+ * Makes the acknowledged position durable when nothing is in flight (before idling and at
+ * stop); while batches flow it is written with the next batch's range instead, one state write
+ * per batch. A crash before either re-sends the acknowledged batch, which storage absorbs.
+ */
+static void settle_position(struct collect_forward *f)
+{
+    int64_t pos = atomic_load(&f->position);
+    struct ab_errinfo ei;
+    if (f->durable == pos)
+        return;
+    if (write_state(f, pos, pos, &ei) != AB_OK) {
+        note_failure(f, "position", &ei);
+        return;
+    }
+    f->durable = pos;
+}
+
 static void *forward_main(void *arg)
 {
     struct collect_forward *f = arg;
@@ -298,6 +330,7 @@ static void *forward_main(void *arg)
             int resend = f->inflight_end > pos;
             if (!resend && atomic_load(&collect_store_stats(f->cfg.store)->last_seq) <= pos) {
                 atomic_store(&f->oldest_ms, 0);
+                settle_position(f);
                 sleep_or_stop(f, 20);
                 continue;
             }
@@ -308,6 +341,7 @@ static void *forward_main(void *arg)
             }
             if (b.n == 0) { /* the commit counter ran ahead of what this connection sees */
                 ab_jsonw_dispose(&b.body);
+                settle_position(f);
                 sleep_or_stop(f, 20);
                 continue;
             }
@@ -318,6 +352,8 @@ static void *forward_main(void *arg)
                 note_failure(f, "record", &ei);
                 sleep_or_stop(f, 1000);
                 continue;
+            } else {
+                f->durable = pos;
             }
             f->inflight_end = b.last;
             have = 1;
@@ -330,15 +366,11 @@ static void *forward_main(void *arg)
             continue;
         }
         backoff = 100;
-        /* acknowledged: move the position; until that is on disk, keep trying (a crash before
-         * it re-sends the batch, which storage absorbs) */
-        while (write_state(f, b.last, b.last, &ei) != AB_OK && !stopping(f)) {
-            note_failure(f, "position", &ei);
-            sleep_or_stop(f, 1000);
-        }
         if (f->failing)
             AB_LOG_I(f->cfg.log, "collect_forward_resumed", "position=%lld", (long long)b.last);
         f->failing = 0;
+        /* acknowledged: the position moves, on disk with the next batch's range (or
+         * settle_position) */
         atomic_store(&f->position, b.last);
         atomic_fetch_add(&f->forwarded, b.n);
         atomic_fetch_add(&f->batches, 1);
@@ -347,6 +379,7 @@ static void *forward_main(void *arg)
     }
     if (have)
         ab_jsonw_dispose(&b.body);
+    settle_position(f);
     return NULL;
 }
 

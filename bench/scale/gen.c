@@ -1,5 +1,5 @@
 /*
- * bench/clickhouse: writes an analysis workload. `gen DIR N` creates DIR/abacus.db (the control
+ * bench/scale: writes an analysis workload. `gen DIR N` creates DIR/abacus.db (the control
  * schema with one running experiment "exp", phase start 2026-01-01, two variants and three
  * metrics: binomial purchase, mean revenue with a 48 h window, ratio revenue per session) and
  * DIR/events.db (the collector's schema) holding N events: N / 10 units, each with one or two
