@@ -307,6 +307,7 @@ static void settle_position(struct collect_forward *f)
         return;
     if (write_state(f, pos, pos, &ei) != AB_OK) {
         note_failure(f, "position", &ei);
+        sleep_or_stop(f, 1000);
         return;
     }
     f->durable = pos;
