@@ -62,7 +62,10 @@ int main(int argc, char **argv)
             return 2;
         }
         body.len = (size_t)n;
-        body.base = malloc(body.len);
+        if ((body.base = malloc(body.len)) == NULL) {
+            fprintf(stderr, "h2o_minimal: out of memory\n");
+            return 1;
+        }
         memset(body.base, 'x', body.len);
         memcpy(body.base, "{\"pad\":\"", 8);
         memcpy(body.base + body.len - 2, "\"}", 2);
