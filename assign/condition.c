@@ -151,6 +151,7 @@ struct op {
 
 struct path_part {
     struct str key;
+    uint64_t tag;  /* assign_attr_tag of key */
     int64_t index; /* the array index the key spells canonically, or -1 */
     int is_length; /* the key is "length", which arrays have too */
 };
@@ -277,9 +278,23 @@ static struct str sb_str(const struct sbuf *b)
 
 /* JavaScript strings and numbers --------------------------------------------------------------- */
 
+/*
+ * memcmp for the short texts attribute names and values are: below a few dozen bytes a loop costs
+ * less than the call, and every evaluation makes several.
+ */
+static int bytes_cmp(const char *a, const char *b, size_t n)
+{
+    if (n > 32)
+        return memcmp(a, b, n);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return (unsigned char)a[i] < (unsigned char)b[i] ? -1 : 1;
+    return 0;
+}
+
 static int str_eq(struct str a, struct str b)
 {
-    return a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+    return a.len == b.len && bytes_cmp(a.p, b.p, a.len) == 0;
 }
 
 static int str_is(struct str a, const char *lit)
@@ -791,7 +806,7 @@ static struct val get_path(struct val cur, const struct path_part *parts, size_t
     for (size_t i = 0; i < n; i++) {
         const struct path_part *pp = &parts[i];
         if (cur.type == V_OBJ && cur.indexed)
-            cur = val_of(assign_attrs_get(cur.attrs, pp->key.p, pp->key.len));
+            cur = val_of(assign_attrs_get(cur.attrs, pp->key.p, pp->key.len, pp->tag));
         else if (cur.type == V_OBJ)
             cur = val_of(json_object_getn(cur.j, pp->key.p, pp->key.len));
         else if (cur.type == V_ARR && pp->index >= 0 &&
@@ -894,7 +909,7 @@ static int cmp_str_len_first(struct str x, struct str y)
 {
     if (x.len != y.len)
         return x.len < y.len ? -1 : 1;
-    return x.len == 0 ? 0 : memcmp(x.p, y.p, x.len);
+    return bytes_cmp(x.p, y.p, x.len);
 }
 
 static int cmp_set_str(const void *a, const void *b)
@@ -1163,6 +1178,14 @@ int assign_cond_eval(const struct assign_cond *cond, const json_t *attributes)
     return eval_cond(&cond->root, val_of(attributes));
 }
 
+uint64_t assign_attr_tag(const char *name, size_t len)
+{
+    uint64_t tag = 0;
+    for (size_t i = 0; i < len && i < 8; i++)
+        tag |= (uint64_t)(unsigned char)name[i] << (8 * i);
+    return tag;
+}
+
 void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
 {
     a->obj = json_is_object(obj) ? obj : NULL;
@@ -1175,19 +1198,19 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
     const json_t *value;
     json_object_keylen_foreach((json_t *)a->obj, name, len, value)
     {
-        a->items[a->n++] = (struct assign_attr){name, len, value};
+        a->items[a->n++] = (struct assign_attr){name, len, assign_attr_tag(name, len), value};
     }
 }
 
-const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len)
+const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len,
+                               uint64_t tag)
 {
     if (!a->indexed)
         return json_object_getn(a->obj, name, len);
     for (size_t i = 0; i < a->n; i++) {
         const struct assign_attr *it = &a->items[i];
-        /* names are short: the first byte tells most apart without a call to memcmp */
-        if (it->len == len && (len == 0 || (it->name[0] == name[0] &&
-                                            memcmp(it->name + 1, name + 1, len - 1) == 0)))
+        if (it->tag == tag && it->len == len &&
+            (len <= 8 || bytes_cmp(it->name + 8, name + 8, len - 8) == 0))
             return it->value;
     }
     return NULL;
@@ -1724,6 +1747,7 @@ static void compile_path(struct cc *cc, struct str key, struct clause *out)
             end++;
         struct str part = {key.p + start, end - start};
         out->parts[k].key = cc_str(cc, part);
+        out->parts[k].tag = assign_attr_tag(part.p, part.len);
         out->parts[k].index = array_index(part);
         out->parts[k].is_length = str_is(part, "length");
         start = end + 1;

@@ -10,6 +10,8 @@
 #ifndef ABACUS_ASSIGN_CONDITION_H
 #define ABACUS_ASSIGN_CONDITION_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 #include "abacus/err.h"
 
@@ -43,15 +45,24 @@ struct assign_attrs {
     struct assign_attr {
         const char *name;
         size_t len;
+        uint64_t tag; /* assign_attr_tag(name, len) */
         const json_t *value;
     } items[ASSIGN_ATTRS_INDEXED];
 };
 
+/*
+ * The first 8 bytes of name[0..len), zero-padded, as one word. Names are short: equal tags and
+ * lengths tell almost every pair apart, and prove names of up to 8 bytes equal, without comparing
+ * bytes. Conditions and experiments compute the tags of the names they look up once.
+ */
+uint64_t assign_attr_tag(const char *name, size_t len);
+
 /* Indexes obj (an object; anything else counts as none); a borrows obj, which must outlive it. */
 void assign_attrs_index(struct assign_attrs *a, const json_t *obj);
 
-/* The attribute name[0..len) of a, or NULL. */
-const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len);
+/* The attribute name[0..len) of a, or NULL; tag is assign_attr_tag(name, len). */
+const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len,
+                               uint64_t tag);
 
 /* assign_cond_eval over indexed attributes: the same answer, fewer lookups. */
 int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_attrs *attrs);

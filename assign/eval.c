@@ -289,8 +289,10 @@ enum ab_err assign_experiment_compile(const json_t *def, const json_t *saved_gro
     if (e->hash_attribute == NULL)
         e->hash_attribute = ab_mem_strdup("id");
     e->hash_attribute_len = strlen(e->hash_attribute);
+    e->hash_attribute_tag = assign_attr_tag(e->hash_attribute, e->hash_attribute_len);
     e->fallback_attribute = opt_string(def, "fallbackAttribute");
     e->fallback_attribute_len = e->fallback_attribute != NULL ? strlen(e->fallback_attribute) : 0;
+    e->fallback_attribute_tag = assign_attr_tag(e->fallback_attribute, e->fallback_attribute_len);
     const json_t *hv = json_object_get(def, "hashVersion");
     e->hash_version = json_is_integer(hv) ? (int)json_integer_value(hv) : 1;
     e->active = !json_is_false(json_object_get(def, "active"));
@@ -382,27 +384,30 @@ int assign_query_override(const char *key, const char *url, size_t nvariations)
     return -1;
 }
 
-/* Ends res as "not in the experiment" (variation 0) for reason r. */
-static void not_in(struct assign_result *res, enum assign_reason r)
+/* Ends res as "not in the experiment" (variation 0) for reason r. Returns 0 (res is final). */
+static int not_in(struct assign_result *res, enum assign_reason r)
 {
     res->in_experiment = 0;
     res->variation = 0;
     res->hash_used = 0;
     res->reason = r;
+    return 0;
 }
 
-/* Ends res with variation v chosen without hashing; out of range means not in the experiment. */
-static void forced(const struct assign_experiment *e, struct assign_result *res, long long v,
-                   enum assign_reason r)
+/*
+ * Ends res with variation v chosen without hashing; out of range means not in the experiment.
+ * Returns 0 (res is final).
+ */
+static int forced(const struct assign_experiment *e, struct assign_result *res, long long v,
+                  enum assign_reason r)
 {
-    if (v < 0 || (size_t)v >= e->nvariations) {
-        not_in(res, r);
-        return;
-    }
+    if (v < 0 || (size_t)v >= e->nvariations)
+        return not_in(res, r);
     res->in_experiment = 1;
     res->variation = (int)v;
     res->hash_used = 0;
     res->reason = r;
+    return 0;
 }
 
 void assign_filters_free(struct assign_filter *filters, size_t n)
@@ -497,21 +502,28 @@ static int bandit_ranges(const struct assign_experiment *e, const struct assign_
     return 1;
 }
 
-/* The attribute name[0..len) of the unit ctx describes, or NULL. */
-static const json_t *attribute(const struct assign_context *ctx, const char *name, size_t len)
+/* The attribute name[0..len) (tag: assign_attr_tag) of the unit ctx describes, or NULL. */
+static const json_t *attribute(const struct assign_context *ctx, const char *name, size_t len,
+                               uint64_t tag)
 {
-    return ctx->index != NULL ? assign_attrs_get(ctx->index, name, len)
+    return ctx->index != NULL ? assign_attrs_get(ctx->index, name, len, tag)
                               : json_object_getn(ctx->attributes, name, len);
 }
 
-void assign_run(const struct assign_experiment *e, const struct assign_context *ctx,
-                struct assign_result *res)
+/*
+ * run() up to the hash: 1 when the unit is to be hashed (*text, *len: the text hashed, which may
+ * be buf; *ranges: the ranges chosen from, bandit[16] when a contextual bandit set them, so bandit
+ * may be NULL only when e has none), 0 when res is final.
+ */
+static int run_gates(const struct assign_experiment *e, const struct assign_context *ctx,
+                     struct assign_result *res, char *buf, const char **text_out, size_t *len_out,
+                     struct assign_range *bandit, const struct assign_range **ranges)
 {
     memset(res, 0, offsetof(struct assign_result, bandit_weights));
     res->hash_attribute = e->hash_attribute;
     const json_t *attrs = ctx->attributes;
-    const json_t *hv = attribute(ctx, e->hash_attribute, e->hash_attribute_len);
-    char buf[32];
+    const json_t *hv =
+        attribute(ctx, e->hash_attribute, e->hash_attribute_len, e->hash_attribute_tag);
     size_t len = 0;
     const char *text = assign_attr_text(hv, buf, &len);
     res->hash_value = text != NULL ? hv : NULL;
@@ -542,7 +554,8 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
     if (!e->active)
         return not_in(res, ASSIGN_NOT_RUNNING);
     if (text == NULL && e->fallback_attribute != NULL) {
-        hv = attribute(ctx, e->fallback_attribute, e->fallback_attribute_len);
+        hv = attribute(ctx, e->fallback_attribute, e->fallback_attribute_len,
+                       e->fallback_attribute_tag);
         text = assign_attr_text(hv, buf, &len);
         if (text != NULL) {
             res->hash_attribute = e->fallback_attribute;
@@ -566,22 +579,88 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
     if (e->nparents > 0 && !prerequisites_pass(e, ctx))
         return not_in(res, ASSIGN_PREREQUISITE);
 
-    struct assign_range bandit[16];
-    const struct assign_range *ranges = e->ranges;
+    *ranges = e->ranges;
     if (e->bandit_ref != NULL && bandit_ranges(e, ctx, res, bandit))
-        ranges = bandit;
-    double n = e->hash_version == 2 ? assign_hash_v2_from(e->seed_state, text, len)
-                                    : assign_hash(e->seed, e->seed_len, text, len, e->hash_version);
+        *ranges = bandit;
+    *text_out = text;
+    *len_out = len;
+    return 1;
+}
+
+/* run() from the hash n on: the variation of ranges n falls in, then force and QA mode. */
+static void run_bucketed(const struct assign_experiment *e, const struct assign_context *ctx,
+                         struct assign_result *res, double n, const struct assign_range *ranges)
+{
     int assigned = n < 0 ? -1 : assign_choose_variation(n, ranges, e->nvariations);
-    if (assigned < 0)
-        return not_in(res, ASSIGN_COVERAGE);
-    if (e->has_force)
-        return forced(e, res, e->force, ASSIGN_EXPERIMENT_FORCE);
-    if (ctx->qa_mode)
-        return not_in(res, ASSIGN_QA_MODE);
-    res->in_experiment = 1;
-    res->variation = assigned;
-    res->hash_used = 1;
-    res->bucket = n;
-    res->reason = ASSIGN_HASHED;
+    if (assigned < 0) {
+        not_in(res, ASSIGN_COVERAGE);
+    } else if (e->has_force) {
+        forced(e, res, e->force, ASSIGN_EXPERIMENT_FORCE);
+    } else if (ctx->qa_mode) {
+        not_in(res, ASSIGN_QA_MODE);
+    } else {
+        res->in_experiment = 1;
+        res->variation = assigned;
+        res->hash_used = 1;
+        res->bucket = n;
+        res->reason = ASSIGN_HASHED;
+    }
+}
+
+static double unit_hash(const struct assign_experiment *e, const char *text, size_t len)
+{
+    return e->hash_version == 2 ? assign_hash_v2_from(e->seed_state, text, len)
+                                : assign_hash(e->seed, e->seed_len, text, len, e->hash_version);
+}
+
+void assign_run(const struct assign_experiment *e, const struct assign_context *ctx,
+                struct assign_result *res)
+{
+    char buf[32];
+    const char *text;
+    size_t len;
+    struct assign_range bandit[16];
+    const struct assign_range *ranges;
+    if (run_gates(e, ctx, res, buf, &text, &len, bandit, &ranges))
+        run_bucketed(e, ctx, res, unit_hash(e, text, len), ranges);
+}
+
+void assign_run_many(const struct assign_experiment *const *exps, size_t n,
+                     const struct assign_context *ctx, struct assign_result *res)
+{
+    enum { BATCH = 32 };
+    for (size_t base = 0; base < n; base += BATCH) {
+        size_t m = n - base < BATCH ? n - base : BATCH;
+        uint32_t states[BATCH];
+        size_t queued[BATCH], q = 0;
+        const char *qtext = NULL;
+        size_t qlen = 0;
+        for (size_t i = base; i < base + m; i++) {
+            const struct assign_experiment *e = exps[i];
+            char buf[32];
+            const char *text;
+            size_t len;
+            const struct assign_range *ranges;
+            if (e->bandit_ref != NULL || e->hash_version != 2) {
+                assign_run(e, ctx, &res[i]);
+                continue;
+            }
+            if (!run_gates(e, ctx, &res[i], buf, &text, &len, NULL, &ranges))
+                continue;
+            /* batched: version 2 over the one text (an attribute's string) the batch hashes */
+            if (text == buf || (q > 0 && (text != qtext || len != qlen))) {
+                run_bucketed(e, ctx, &res[i], unit_hash(e, text, len), ranges);
+                continue;
+            }
+            qtext = text;
+            qlen = len;
+            states[q] = e->seed_state;
+            queued[q++] = i;
+        }
+        double buckets[BATCH];
+        assign_hash_v2_many(states, q, qtext, qlen, buckets);
+        for (size_t k = 0; k < q; k++)
+            run_bucketed(exps[queued[k]], ctx, &res[queued[k]], buckets[k],
+                         exps[queued[k]]->ranges);
+    }
 }

@@ -11,29 +11,34 @@ static uint32_t step(uint32_t h, uint32_t unit)
     return (h ^ unit) * FNV_PRIME;
 }
 
+/* The code point of the valid UTF-8 sequence of 2 to 4 bytes at s; its length into *n. */
+static uint32_t decode_multibyte(const unsigned char *s, size_t *n)
+{
+    if (s[0] < 0xe0) {
+        *n = 2;
+        return (uint32_t)(s[0] & 0x1f) << 6 | (s[1] & 0x3f);
+    }
+    if (s[0] < 0xf0) {
+        *n = 3;
+        return (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
+    }
+    *n = 4;
+    return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3f) << 12 |
+           (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f);
+}
+
 uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
-        uint32_t c = s[i];
-        if (c < 0x80) {
-            h = step(h, c);
-            i++;
+        if (s[i] < 0x80) {
+            h = step(h, s[i++]);
             continue;
         }
-        uint32_t cp;
-        if (c < 0xe0) {
-            cp = (c & 0x1f) << 6 | (s[i + 1] & 0x3f);
-            i += 2;
-        } else if (c < 0xf0) {
-            cp = (c & 0x0f) << 12 | (uint32_t)(s[i + 1] & 0x3f) << 6 | (s[i + 2] & 0x3f);
-            i += 3;
-        } else {
-            cp = (c & 0x07) << 18 | (uint32_t)(s[i + 1] & 0x3f) << 12 |
-                 (uint32_t)(s[i + 2] & 0x3f) << 6 | (s[i + 3] & 0x3f);
-            i += 4;
-        }
+        size_t n;
+        uint32_t cp = decode_multibyte(s + i, &n);
+        i += n;
         if (cp < 0x10000) {
             h = step(h, cp);
         } else {
@@ -45,29 +50,93 @@ uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
     return h;
 }
 
-double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len)
+/* The UTF-16 code units of the valid UTF-8 text s[0..len) into out[len]; returns their count. */
+static size_t utf16_units(const char *str, size_t len, uint16_t *out)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, k = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            out[k++] = s[i++];
+            continue;
+        }
+        size_t n;
+        uint32_t cp = decode_multibyte(s + i, &n);
+        i += n;
+        if (cp < 0x10000) {
+            out[k++] = (uint16_t)cp;
+        } else {
+            cp -= 0x10000;
+            out[k++] = (uint16_t)(0xd800 | (cp >> 10));
+            out[k++] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+        }
+    }
+    return k;
+}
+
+/* Writes v in decimal so that the digits end at end; returns where they start. */
+static char *decimal(uint32_t v, char *end)
 {
     static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
                                    "25262728293031323334353637383940414243444546474849"
                                    "50515253545556575859606162636465666768697071727374"
                                    "75767778798081828384858687888990919293949596979899";
-    uint32_t inner = assign_fnv1a(seed_state, value, value_len);
-    char dec[10]; /* decimal of inner, written from the end two digits at a time */
-    size_t at = sizeof(dec);
-    while (inner >= 100) {
-        size_t r = inner % 100;
-        inner /= 100;
-        dec[--at] = pairs[2 * r + 1];
-        dec[--at] = pairs[2 * r];
+    while (v >= 100) {
+        size_t r = v % 100;
+        v /= 100;
+        *--end = pairs[2 * r + 1];
+        *--end = pairs[2 * r];
     }
-    if (inner >= 10) {
-        dec[--at] = pairs[2 * (size_t)inner + 1];
-        dec[--at] = pairs[2 * (size_t)inner];
+    if (v >= 10) {
+        *--end = pairs[2 * (size_t)v + 1];
+        *--end = pairs[2 * (size_t)v];
     } else {
-        dec[--at] = (char)('0' + inner);
+        *--end = (char)('0' + v);
     }
-    uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, dec + at, sizeof(dec) - at);
+    return end;
+}
+
+double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len)
+{
+    char dec[10];
+    char *p = decimal(assign_fnv1a(seed_state, value, value_len), dec + sizeof(dec));
+    uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, p, (size_t)(dec + sizeof(dec) - p));
     return (double)(outer % 10000) / 10000;
+}
+
+void assign_hash_v2_many(const uint32_t *states, size_t n, const char *value, size_t value_len,
+                         double *out)
+{
+    enum { LANES = 4, UNITS = 256 };
+    if (value_len > UNITS) { /* rare: hashed one by one */
+        for (size_t k = 0; k < n; k++)
+            out[k] = assign_hash_v2_from(states[k], value, value_len);
+        return;
+    }
+    uint16_t units[UNITS]; /* a UTF-8 text has at most as many UTF-16 code units as bytes */
+    size_t nunits = utf16_units(value, value_len, units);
+    for (size_t k = 0; k < n; k += LANES) {
+        /* lanes past n repeat the last state; their results are dropped */
+        uint32_t h[LANES];
+        for (size_t l = 0; l < LANES; l++)
+            h[l] = states[k + l < n ? k + l : n - 1];
+        for (size_t i = 0; i < nunits; i++)
+            for (size_t l = 0; l < LANES; l++)
+                h[l] = step(h[l], units[i]);
+        /* the outer hashes, over 1 to 10 digits each, side by side from each one's first */
+        char dec[LANES][10] = {{0}};
+        size_t first[LANES];
+        uint32_t g[LANES];
+        for (size_t l = 0; l < LANES; l++) {
+            first[l] = (size_t)(decimal(h[l], dec[l] + 10) - dec[l]);
+            g[l] = ASSIGN_FNV_OFFSET;
+        }
+        for (size_t j = 0; j < 10; j++)
+            for (size_t l = 0; l < LANES; l++)
+                g[l] = j >= first[l] ? step(g[l], (unsigned char)dec[l][j]) : g[l];
+        for (size_t l = 0; l < LANES && k + l < n; l++)
+            out[k + l] = (double)(g[l] % 10000) / 10000;
+    }
 }
 
 double assign_hash(const char *seed, size_t seed_len, const char *value, size_t value_len,

@@ -39,6 +39,14 @@ double assign_hash(const char *seed, size_t seed_len, const char *value, size_t 
  */
 double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len);
 
+/*
+ * assign_hash_v2_from for n seed states and one value: out[k] gets the hash under states[k]. An
+ * FNV-1a chain waits on each multiply; chains of different seeds are independent, so several run
+ * at once and the value's UTF-16 code units are decoded once.
+ */
+void assign_hash_v2_many(const uint32_t *states, size_t n, const char *value, size_t value_len,
+                         double *out);
+
 /* 1 when start <= n < end. */
 static inline int assign_in_range(double n, const struct assign_range *r)
 {

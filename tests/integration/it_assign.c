@@ -371,6 +371,42 @@ static void test_post_all_running(void **state)
                         "weights");
     assert_int_equal(json_integer_value(json_object_get(doc, "snapshot_version")), 1);
     json_decref(doc);
+
+    /* a list longer than the node evaluates at once (64): every answer in order, as GET gives
+     * it; an unknown key past the first 64 is still a 404 naming its index */
+    static const char *const KEYS[] = {"coverage-half", "french-only", "layer-a", "overridden",
+                                       "paused", "weights"};
+    for (int unknown = 0; unknown < 2; unknown++) {
+        char body[4096] = "{\"unit\":\"user-9\",\"attributes\":{\"country\":\"FR\"},"
+                          "\"experiments\":[";
+        for (int k = 0; k < 70; k++)
+            snprintf(body + strlen(body), sizeof(body) - strlen(body), "%s\"%s\"",
+                     k > 0 ? "," : "", unknown && k == 66 ? "layer-z" : KEYS[k % 6]);
+        snprintf(body + strlen(body), sizeof(body) - strlen(body), "]}");
+        if (unknown) {
+            expect_error("POST", "/v1/assign", "application/json", body, strlen(body), 404,
+                         "not_found", "experiments[66]");
+            break;
+        }
+        assert_int_equal(
+            http_do(g_node.port, "POST", "/v1/assign", "application/json", body, strlen(body), &r),
+            0);
+        assert_int_equal(r.status, 200);
+        doc = json_loads(r.body, 0, NULL);
+        http_response_free(&r);
+        list = json_object_get(doc, "assignments");
+        assert_int_equal(json_array_size(list), 70);
+        for (int k = 0; k < 70; k++) {
+            char path[256];
+            snprintf(path, sizeof(path), "/v1/assign?experiment=%s&unit=user-9&attr.country=FR",
+                     KEYS[k % 6]);
+            int st;
+            json_t *one = get_json(path, &st);
+            assert_true(json_equal(one, json_array_get(list, (size_t)k)));
+            json_decref(one);
+        }
+        json_decref(doc);
+    }
 }
 
 static void test_readiness_reload_and_rejections(void **state)

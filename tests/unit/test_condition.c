@@ -227,15 +227,30 @@ static void test_indexed_attributes(void **state)
     assert_int_equal(eval_json("{\"\": 1}", "{\"\": 1, \"x\": 2}", NULL), 1);
     assert_int_equal(eval_json("{\"x.y\": 1}", "{\"x\": {\"y\": 1}}", NULL), 1);
 
-    json_t *many = json_loads(attrs, 0, NULL), *few = json_pack("{s:i}", "a", 1);
+    /* names that share their first 8 bytes (the tag), or differ only in length */
+    assert_int_equal(eval_json("{\"attribute_a\": 1, \"attribute\": 3}",
+                               "{\"attribute_b\": 2, \"attribute_a\": 1, \"attribute\": 3, "
+                               "\"attribut\": 4}",
+                               NULL),
+                     1);
+    assert_int_equal(eval_json("{\"attribute_b\": 1}", "{\"attribute_a\": 1}", NULL), 0);
+
+    json_t *many = json_loads(attrs, 0, NULL);
+    json_t *few = json_pack("{s:i, s:i}", "a", 1, "abcdefgh+", 2);
     struct assign_attrs index;
     assign_attrs_index(&index, many);
     assert_int_equal(index.indexed, 0);
-    assert_ptr_equal(assign_attrs_get(&index, "a19", 3), json_object_get(many, "a19"));
+    assert_ptr_equal(assign_attrs_get(&index, "a19", 3, assign_attr_tag("a19", 3)),
+                     json_object_get(many, "a19"));
     assign_attrs_index(&index, few);
     assert_int_equal(index.indexed, 1);
-    assert_ptr_equal(assign_attrs_get(&index, "a", 1), json_object_get(few, "a"));
-    assert_null(assign_attrs_get(&index, "b", 1));
+    assert_ptr_equal(assign_attrs_get(&index, "a", 1, assign_attr_tag("a", 1)),
+                     json_object_get(few, "a"));
+    assert_null(assign_attrs_get(&index, "b", 1, assign_attr_tag("b", 1)));
+    assert_ptr_equal(assign_attrs_get(&index, "abcdefgh+", 9, assign_attr_tag("abcdefgh+", 9)),
+                     json_object_get(few, "abcdefgh+"));
+    assert_null(assign_attrs_get(&index, "abcdefgh-", 9, assign_attr_tag("abcdefgh-", 9)));
+    assert_null(assign_attrs_get(&index, "abcdefgh", 8, assign_attr_tag("abcdefgh", 8)));
     json_decref(many);
     json_decref(few);
 }

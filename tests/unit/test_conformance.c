@@ -124,6 +124,15 @@ static void test_hash(void **state)
         int version = (int)json_integer_value(json_array_get(c, 2));
         const json_t *want = json_array_get(c, 3);
         double n = assign_hash(seed, strlen(seed), value, strlen(value), version);
+        if (version == 2) {
+            /* side by side with other seeds, as POST /v1/assign hashes: lanes 0, 2 and 4 */
+            uint32_t st = assign_fnv1a(ASSIGN_FNV_OFFSET, seed, strlen(seed));
+            uint32_t states[5] = {st, st ^ 1u, st, st * 3u, st};
+            double many[5];
+            assign_hash_v2_many(states, 5, value, strlen(value), many);
+            if (many[0] != n || many[2] != n || many[4] != n)
+                n = -2; /* fails the case below */
+        }
         json_t *got = n < 0 ? json_null() : json_real(n);
         check(&t, js_equal(got, want), value, got, want);
         json_decref(got);
@@ -334,6 +343,62 @@ static void test_run(void **state)
     report(&t);
 }
 
+/* Field by field: the same variation, inclusion, hashing, reason and bucket. */
+static int same_result(const struct assign_result *a, const struct assign_result *b)
+{
+    return a->variation == b->variation && a->in_experiment == b->in_experiment &&
+           a->hash_used == b->hash_used && a->reason == b->reason &&
+           (!a->hash_used || a->bucket == b->bucket) && a->hash_attribute == b->hash_attribute &&
+           a->hash_value == b->hash_value;
+}
+
+/*
+ * assign_run_many, which POST /v1/assign uses, against assign_run: every experiment of the run
+ * section in one batch (hash versions 1 and 2, other hash attributes, filters, namespaces,
+ * bandits mixed), in the context of every case, with and without indexed attributes.
+ */
+static void test_run_many(void **state)
+{
+    (void)state;
+    const json_t *cases = section("run");
+    size_t n = 0, checked = 0;
+    struct assign_experiment **exps = calloc(json_array_size(cases), sizeof(*exps));
+    size_t i;
+    const json_t *c;
+    json_array_foreach(cases, i, c)
+    {
+        const json_t *groups = json_object_get(json_array_get(c, 1), "savedGroups");
+        struct ab_errinfo ei;
+        if (assign_experiment_compile(json_array_get(c, 2), groups, &exps[n], &ei) == AB_OK)
+            n++;
+    }
+    assert_true(n > 50);
+    struct assign_result *one = calloc(n, sizeof(*one)), *many = calloc(n, sizeof(*many));
+    json_array_foreach(cases, i, c)
+    {
+        struct case_ctx cc;
+        context_of(json_array_get(c, 1), &cc);
+        struct assign_attrs index;
+        assign_attrs_index(&index, cc.ctx.attributes);
+        for (int indexed = 0; indexed < 2; indexed++) {
+            cc.ctx.index = indexed ? &index : NULL;
+            for (size_t k = 0; k < n; k++)
+                assign_run(exps[k], &cc.ctx, &one[k]);
+            assign_run_many((const struct assign_experiment *const *)exps, n, &cc.ctx, many);
+            for (size_t k = 0; k < n; k++, checked++)
+                if (!same_result(&one[k], &many[k]))
+                    fail_msg("case %s, experiment %zu: assign_run_many differs",
+                             json_string_value(json_array_get(c, 0)), k);
+        }
+    }
+    printf("run_many: %zu evaluations agree with assign_run\n", checked);
+    for (size_t k = 0; k < n; k++)
+        assign_experiment_free(exps[k]);
+    free(exps);
+    free(one);
+    free(many);
+}
+
 static void test_feature(void **state)
 {
     (void)state;
@@ -407,6 +472,31 @@ static void test_own_vectors(void **state)
     double h = assign_hash("s", 1, long_id, n, 2);
     assert_true(h >= 0 && h < 1);
     free(long_id);
+    /* side by side (assign_hash_v2_many) equals one by one, for any count of seeds and for
+     * texts of every kind, up to and past the length it decodes once (256 bytes) */
+    char long_text[300];
+    memset(long_text, 'u', sizeof(long_text));
+    struct {
+        const char *text;
+        size_t len;
+    } texts[] = {{"", 0},
+                 {"user-12345", 10},
+                 {"caf" "\xc3\xa9", 5},
+                 {"\xf0\x9f\x98\x80-\xe4\xb8\xad\xe6\x96\x87", 11},
+                 {long_text, 256},
+                 {long_text, 257},
+                 {long_text, sizeof(long_text)}};
+    uint32_t states[9];
+    for (size_t k = 0; k < 9; k++)
+        states[k] = assign_fnv1a(ASSIGN_FNV_OFFSET, "seed-abcd", 4 + (k % 5)) ^ (uint32_t)k;
+    for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+        for (size_t count = 0; count <= 9; count++) {
+            double out[9];
+            assign_hash_v2_many(states, count, texts[t].text, texts[t].len, out);
+            for (size_t k = 0; k < count; k++)
+                assert_true(out[k] == assign_hash_v2_from(states[k], texts[t].text, texts[t].len));
+        }
+    }
     /* unknown hash versions give null (-1), never a bucket */
     assert_true(assign_hash("s", 1, "u", 1, 3) < 0);
     assert_true(assign_hash("s", 1, "u", 1, 0) < 0);
@@ -468,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_equal_weights),  cmocka_unit_test(test_eval_condition),
         cmocka_unit_test(test_run),            cmocka_unit_test(test_feature),
         cmocka_unit_test(test_own_vectors),    cmocka_unit_test(test_attr_text),
+        cmocka_unit_test(test_run_many),
     };
     return cmocka_run_group_tests(tests, load_cases, free_cases);
 }
