@@ -48,7 +48,7 @@ void ab_jsonw_reserve(struct ab_jsonw *w, size_t n)
     (void)reserve(w, n);
 }
 
-void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n)
+void ab_jsonw_raw_grow(struct ab_jsonw *w, const char *s, size_t n)
 {
     if (reserve(w, n) != 0)
         return;
@@ -116,20 +116,18 @@ void ab_jsonw_int(struct ab_jsonw *w, long long v)
 
 /*
  * Fast path for values with at most 4 decimals (every bucket a hash gives): when k / 10^4
- * reads back as v, "k / 10^4" with its trailing zeros dropped is v's shortest text. Returns the
- * length written into out, or 0 when v is not such a value.
+ * reads back as v, "k / 10^4" with its trailing zeros dropped is v's shortest text. Writes it so
+ * that it ends at end and returns where it starts, or returns NULL when v is not such a value.
  */
-static size_t format_short_decimal(double v, char *out)
+static char *format_short_decimal(double v, char *end)
 {
     double a = fabs(v);
     if (!(a < 1e11))
-        return 0;
+        return NULL;
     double scaled = a * 10000;
     unsigned long long k = (unsigned long long)(scaled + 0.5);
     if ((double)k / 10000 != a)
-        return 0;
-    char tmp[32];
-    char *end = tmp + sizeof(tmp);
+        return NULL;
     unsigned frac = (unsigned)(k % 10000);
     int digits = 4;
     while (digits > 1 && frac % 10 == 0) {
@@ -145,10 +143,7 @@ static size_t format_short_decimal(double v, char *out)
     p = format_uint(k / 10000, p);
     if (v < 0)
         *--p = '-';
-    size_t n = (size_t)(end - p);
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return n;
+    return p;
 }
 
 void ab_jsonw_double(struct ab_jsonw *w, double v)
@@ -158,9 +153,9 @@ void ab_jsonw_double(struct ab_jsonw *w, double v)
         return;
     }
     char tmp[40];
-    size_t fast = format_short_decimal(v, tmp);
-    if (fast > 0) {
-        ab_jsonw_raw(w, tmp, fast);
+    const char *fast = format_short_decimal(v, tmp + sizeof(tmp));
+    if (fast != NULL) {
+        ab_jsonw_raw(w, fast, (size_t)(tmp + sizeof(tmp) - fast));
         return;
     }
     int n = 0;

@@ -9,11 +9,12 @@
 #define ABACUS_JSONW_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct ab_jsonw {
     char *buf;  /* heap, owned; NUL-terminated when not failed */
     size_t len;
-    size_t cap;
+    size_t cap; /* len <= cap <= max; buf holds cap + 1 bytes */
     size_t max; /* the output may not grow past this many bytes */
     int failed; /* set once the output would pass max; later writes are ignored */
 };
@@ -27,8 +28,23 @@ void ab_jsonw_dispose(struct ab_jsonw *w);
 /* Makes room for n more bytes at once (up to max), for a writer that knows its size roughly. */
 void ab_jsonw_reserve(struct ab_jsonw *w, size_t n);
 
-/* Appends s[0..n) as is: structure, keys known to need no escaping, or serialized JSON. */
-void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n);
+/* ab_jsonw_raw when s[0..n) does not fit in the room left: grows the buffer or fails w. */
+void ab_jsonw_raw_grow(struct ab_jsonw *w, const char *s, size_t n);
+
+/*
+ * Appends s[0..n) as is: structure, keys known to need no escaping, or serialized JSON. Inline:
+ * an answer is made of a few hundred such pieces, and most fit in the room already there.
+ */
+static inline void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n)
+{
+    if (n <= w->cap - w->len && !w->failed) {
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+        w->buf[w->len] = '\0';
+    } else {
+        ab_jsonw_raw_grow(w, s, n);
+    }
+}
 
 /* Appends a quoted string. s[0..n) must be valid UTF-8 (jansson-parsed or checked text). */
 void ab_jsonw_str(struct ab_jsonw *w, const char *s, size_t n);
