@@ -1,22 +1,58 @@
 /*
- * libFuzzer target: limit-checked JSON parsing of request bodies. Checks that a document within
- * the limits round-trips through jansson, and that refusals carry a field and a message.
+ * libFuzzer target: limit-checked JSON parsing of request bodies. Differential against jansson:
+ * within the limits, ab_json_parse accepts exactly when json_loadb (same flags) accepts, with the
+ * same document (types, values, key order, bytes; tests/json_strict.h) or the same error text;
+ * whatever the fast path alone builds is json_loadb's document. Also checks that an accepted
+ * document round-trips, and that refusals carry a field and a message.
  */
 #undef NDEBUG /* the checks below are the point of the target */
 #include <assert.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "abacus/json.h"
+#include "../json_strict.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int same(json_t *a, json_t *b)
+{
+    return json_equal(a, b) && json_strict_equal(a, b);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct ab_json_limits lim = {2048, 8};
+    const char *buf = (const char *)data;
     json_t *doc = NULL;
     struct ab_errinfo ei;
-    enum ab_err rc = ab_json_parse((const char *)data, size, &lim, &doc, &ei);
+    enum ab_err rc = ab_json_parse(buf, size, &lim, &doc, &ei);
+
+    int within = size <= lim.max_bytes && ab_json_depth(buf, size, lim.max_depth) <= lim.max_depth;
+    json_t *fast = ab_json_parse_fast(buf, size, lim.max_depth);
+    json_t *ref = NULL;
+    json_error_t jerr;
+    if (within || fast != NULL) /* a document the fast path built nests at most max_depth */
+        ref = json_loadb(buf, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (fast != NULL)
+        assert(ref != NULL && same(fast, ref));
+    if (within) {
+        assert((rc == AB_OK) == (ref != NULL));
+        if (rc == AB_OK) {
+            assert(same(doc, ref));
+        } else {
+            char want[sizeof(ei.message)];
+            snprintf(want, sizeof(want), "invalid JSON at line %d, column %d (byte %d): %s",
+                     jerr.line, jerr.column, jerr.position, jerr.text);
+            assert(strcmp(ei.message, want) == 0);
+        }
+    } else {
+        assert(rc != AB_OK);
+    }
+    json_decref(ref);
+    json_decref(fast);
+
     if (rc == AB_OK) {
         assert(doc != NULL);
         assert(size <= lim.max_bytes);

@@ -1,0 +1,84 @@
+/*
+ * bench/json parse: ns per parse of the POST /v1/assign body through ab_json_parse, against the
+ * baseline in the same run: the depth pre-scan plus jansson's json_loadb with the same flags
+ * (what ab_json_parse did before its fast path), rounds alternated. Prints the median ns of each
+ * and the median of the rounds' ratios.
+ * Usage: json_parse_bench [ITERATIONS (1000000)] [ROUNDS (5)].
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "abacus/json.h"
+
+static const char body[] =
+    "{\"unit\":\"user-12345\",\"attributes\":{\"country\":\"FR\",\"age\":31,\"plan\":\"pro\"}}";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double run_fast(long n)
+{
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        json_t *doc;
+        if (ab_json_parse(body, sizeof(body) - 1, NULL, &doc, NULL) != AB_OK)
+            abort();
+        json_decref(doc);
+    }
+    return (now_s() - t0) / (double)n * 1e9;
+}
+
+static double run_jansson(long n)
+{
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        json_error_t jerr;
+        if (ab_json_depth(body, sizeof(body) - 1, 32) > 32)
+            abort();
+        json_t *doc =
+            json_loadb(body, sizeof(body) - 1, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+        if (doc == NULL)
+            abort();
+        json_decref(doc);
+    }
+    return (now_s() - t0) / (double)n * 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 1000000;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 5;
+    if (n < 1 || rounds < 1 || rounds > 100) {
+        fprintf(stderr, "usage: json_parse_bench [ITERATIONS >= 1] [ROUNDS 1..100]\n");
+        return 2;
+    }
+    double fast[100], base[100], ratio[100];
+    for (int r = 0; r < rounds; r++) {
+        base[r] = run_jansson(n);
+        fast[r] = run_fast(n);
+        ratio[r] = fast[r] / base[r];
+    }
+    printf("body: %zu bytes, %ld parses (and json_decref) per round, %d rounds, medians\n",
+           sizeof(body) - 1, n, rounds);
+    printf("ab_json_parse:         %7.1f ns/parse\n", median(fast, rounds));
+    printf("pre-scan + json_loadb: %7.1f ns/parse\n", median(base, rounds));
+    printf("ratio ab_json_parse / jansson: %.3f\n", median(ratio, rounds));
+    return 0;
+}
