@@ -124,8 +124,8 @@ struct assign_result {
     int in_experiment;
     int variation;               /* always a valid index (0 when not in the experiment) */
     int hash_used;
-    double bucket;               /* the unit's hash, when hash_used */
     enum assign_reason reason;
+    double bucket;               /* the unit's hash, when hash_used */
     const char *hash_attribute;  /* attribute used (borrowed from the experiment) */
     const json_t *hash_value;    /* its value (borrowed from the attributes), NULL for "" */
     /* contextual bandit, when one chose the weights */
