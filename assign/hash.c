@@ -27,6 +27,19 @@ static uint32_t decode_multibyte(const unsigned char *s, size_t *n)
            (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f);
 }
 
+/* The UTF-16 code units of code point cp into out; returns their count (1, or 2: a pair). */
+static size_t utf16_of(uint32_t cp, uint16_t *out)
+{
+    if (cp < 0x10000) {
+        out[0] = (uint16_t)cp;
+        return 1;
+    }
+    cp -= 0x10000;
+    out[0] = (uint16_t)(0xd800 | (cp >> 10));
+    out[1] = (uint16_t)(0xdc00 | (cp & 0x3ff));
+    return 2;
+}
+
 uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -37,15 +50,11 @@ uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
             continue;
         }
         size_t n;
-        uint32_t cp = decode_multibyte(s + i, &n);
+        uint16_t units[2];
+        size_t m = utf16_of(decode_multibyte(s + i, &n), units);
         i += n;
-        if (cp < 0x10000) {
-            h = step(h, cp);
-        } else {
-            cp -= 0x10000;
-            h = step(h, 0xd800 | (cp >> 10));
-            h = step(h, 0xdc00 | (cp & 0x3ff));
-        }
+        for (size_t k = 0; k < m; k++)
+            h = step(h, units[k]);
     }
     return h;
 }
@@ -61,15 +70,8 @@ static size_t utf16_units(const char *str, size_t len, uint16_t *out)
             continue;
         }
         size_t n;
-        uint32_t cp = decode_multibyte(s + i, &n);
+        k += utf16_of(decode_multibyte(s + i, &n), out + k);
         i += n;
-        if (cp < 0x10000) {
-            out[k++] = (uint16_t)cp;
-        } else {
-            cp -= 0x10000;
-            out[k++] = (uint16_t)(0xd800 | (cp >> 10));
-            out[k++] = (uint16_t)(0xdc00 | (cp & 0x3ff));
-        }
     }
     return k;
 }

@@ -771,6 +771,7 @@ static void handle_post_assign(struct ab_http_req *req, void *data)
         ab_jsonw_reserve(&w, count * (u.len + 256)); /* about what an item takes */
         int failed = 0;
         enum { CHUNK = 64 }; /* experiments evaluated together */
+        struct assign_context ctx = {.attributes = index.obj, .index = &index};
         for (size_t base = 0; base < count && !failed; base += CHUNK) {
             size_t m = count - base < CHUNK ? count - base : CHUNK;
             const struct assign_entry *entries[CHUNK];
@@ -783,7 +784,6 @@ static void handle_post_assign(struct ab_http_req *req, void *data)
             if (failed)
                 break;
             struct assign_result res[CHUNK];
-            struct assign_context ctx = {.attributes = index.obj, .index = &index};
             assign_run_many(exps, m, &ctx, res);
             for (size_t i = 0; i < m; i++) {
                 if (base + i > 0)
