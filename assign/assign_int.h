@@ -205,6 +205,9 @@ struct assign_text {
  *   head {"experiment":"KEY","unit":   + the unit + ,"in_experiment":B
  *   variant[v] ,"variant":"V","variation_id":v,"hash_value":   + the hash or null
  *   payload[v] ,"payload":{...},"reason":"   + the reason + tail ","phase":N,"snapshot_version":S}
+ * and, for the answer most units get (in the experiment by their hash), joined further:
+ *   head + the unit + hashed_pre[v] (,"in_experiment":true + variant[v]) + the hash
+ *   + hashed_post[v] (payload[v] + hashed + tail)
  */
 struct assign_entry {
     struct assign_experiment *exp; /* key, ranges, condition... */
@@ -213,6 +216,7 @@ struct assign_entry {
     int64_t phase;
     struct assign_text head, tail;
     struct assign_text *variant, *payload; /* [exp->nvariations] */
+    struct assign_text *hashed_pre, *hashed_post; /* [exp->nvariations] */
 };
 
 /*

@@ -70,8 +70,12 @@ struct prim {
 
 struct set_str {
     struct str s;
+    uint64_t tag;           /* assign_attr_tag of s */
     const pcre2_code *fold; /* caseless sets: an anchored caseless literal; NULL compares bytes */
 };
+
+/* Sets of up to this many strings are scanned by tag rather than searched. */
+#define SET_SCAN_MAX 16
 
 /* The values of $in, $nin, $ini, $nini, $inGroup, $notInGroup. */
 struct inset {
@@ -190,6 +194,7 @@ struct assign_cond {
     struct arena_chunk *arena; /* every node, literal and string */
     struct kept_code *codes;   /* every compiled regex */
     struct cnode root;
+    int flat; /* every clause of root tests one top-level attribute (no $and, no dots) */
 };
 
 /* Memory --------------------------------------------------------------------------------------- */
@@ -933,6 +938,19 @@ static int in_sorted_strs(const struct set_str *strs, size_t n, struct str key)
     return 0;
 }
 
+/* in_sorted_strs for s whose assign_attr_tag is tag: small sets compare tags first. */
+static int in_strs_tagged(const struct set_str *strs, size_t n, struct str s, uint64_t tag)
+{
+    if (n > SET_SCAN_MAX)
+        return in_sorted_strs(strs, n, s);
+    for (size_t i = 0; i < n; i++)
+        if (strs[i].tag == tag &&
+            (s.len <= 7 ||
+             (strs[i].s.len == s.len && bytes_cmp(strs[i].s.p + 7, s.p + 7, s.len - 7) == 0)))
+            return 1;
+    return 0;
+}
+
 /* SameValueZero membership; caseless compares strings as toLowerCase does (PCRE2 folding). */
 static int in_set_scalar(const struct inset *set, struct val v)
 {
@@ -1180,8 +1198,8 @@ int assign_cond_eval(const struct assign_cond *cond, const json_t *attributes)
 
 uint64_t assign_attr_tag(const char *name, size_t len)
 {
-    uint64_t tag = 0;
-    for (size_t i = 0; i < len && i < 8; i++)
+    uint64_t tag = (uint64_t)(len < 255 ? len : 255) << 56;
+    for (size_t i = 0; i < len && i < 7; i++)
         tag |= (uint64_t)(unsigned char)name[i] << (8 * i);
     return tag;
 }
@@ -1198,8 +1216,31 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
     const json_t *value;
     json_object_keylen_foreach((json_t *)a->obj, name, len, value)
     {
-        a->items[a->n++] = (struct assign_attr){name, len, assign_attr_tag(name, len), value};
+        a->tags[a->n] = assign_attr_tag(name, len);
+        struct assign_attr *it = &a->items[a->n++];
+        *it = (struct assign_attr){
+            .name = name, .len = len, .value = value, .type = json_typeof(value)};
+        if (it->type == JSON_STRING) {
+            it->str = json_string_value(value);
+            it->str_len = json_string_length(value);
+            it->str_tag = assign_attr_tag(it->str, it->str_len);
+        } else {
+            it->num = json_is_number(value) ? json_number_value(value) : json_is_true(value);
+        }
     }
+}
+
+const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const char *name,
+                                            size_t len, uint64_t tag)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->tags[i] != tag)
+            continue;
+        const struct assign_attr *it = &a->items[i];
+        if (len <= 7 || (it->len == len && bytes_cmp(it->name + 7, name + 7, len - 7) == 0))
+            return it;
+    }
+    return NULL;
 }
 
 const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len,
@@ -1207,21 +1248,99 @@ const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, s
 {
     if (!a->indexed)
         return json_object_getn(a->obj, name, len);
-    for (size_t i = 0; i < a->n; i++) {
-        const struct assign_attr *it = &a->items[i];
-        if (it->tag == tag && it->len == len &&
-            (len <= 8 || bytes_cmp(it->name + 8, name + 8, len - 8) == 0))
-            return it->value;
+    const struct assign_attr *it = assign_attrs_find(a, name, len, tag);
+    return it != NULL ? it->value : NULL;
+}
+
+/* val_of(it->value) from what indexing read: no call into jansson. */
+static struct val val_of_attr(const struct assign_attr *it)
+{
+    static const enum vtype types[] = {
+        [JSON_OBJECT] = V_OBJ, [JSON_ARRAY] = V_ARR, [JSON_STRING] = V_STR, [JSON_INTEGER] = V_NUM,
+        [JSON_REAL] = V_NUM,   [JSON_TRUE] = V_BOOL, [JSON_FALSE] = V_BOOL, [JSON_NULL] = V_NULL,
+    };
+    struct val v = {.type = V_NULL, .num = 0};
+    if (it == NULL)
+        return v;
+    v.type = types[it->type];
+    if (v.type == V_NUM || v.type == V_BOOL)
+        v.num = it->num;
+    else if (v.type != V_NULL)
+        v.j = it->value;
+    return v;
+}
+
+/*
+ * eval_op for an attribute that is a string (s its bytes, tag their assign_attr_tag) or a
+ * number: the operators conditions use most, without reading the string from jansson again. The
+ * others go to eval_op.
+ */
+static int eval_op_scalar(const struct op *op, struct val v, struct str s, uint64_t tag)
+{
+    const int str = v.type == V_STR;
+    switch (op->code) {
+    case OP_EQ:
+    case OP_NE:
+        if (op->u.val.type != v.type)
+            return op->code == OP_NE;
+        return (str ? str_eq(s, op->u.val.s) : v.num == op->u.val.num) == (op->code == OP_EQ);
+    case OP_IN:
+    case OP_NIN:
+        if (!str || op->u.set.caseless)
+            break;
+        return in_strs_tagged(op->u.set.strs, op->u.set.nstr, s, tag) == (op->code == OP_IN);
+    case OP_LT:
+    case OP_LTE:
+    case OP_GT:
+    case OP_GTE:
+        if (str && op->u.prim.is_str)
+            return order_holds(op->code, js_strcmp(s, op->u.prim.s));
+        if (str)
+            break;
+        /* two numbers: C's comparisons are false with NaN, as JavaScript's are */
+        return op->code == OP_LT    ? v.num < op->u.prim.num
+               : op->code == OP_LTE ? v.num <= op->u.prim.num
+               : op->code == OP_GT  ? v.num > op->u.prim.num
+                                    : v.num >= op->u.prim.num;
+    default:
+        break;
     }
-    return NULL;
+    return eval_op(op, v);
+}
+
+/* eval_vtest of the attribute it (NULL: missing), read as indexing left it. */
+static int eval_vtest_attr(const struct vtest *t, const struct assign_attr *it)
+{
+    struct val v = val_of_attr(it);
+    if (v.type != V_STR && v.type != V_NUM)
+        return eval_vtest(t, v);
+    struct str s = {it->str, it->str_len};
+    if (t->kind == VT_STR && v.type == V_STR)
+        return str_eq(s, t->u.str.s);
+    if (t->kind != VT_OPS)
+        return eval_vtest(t, v);
+    for (size_t i = 0; i < t->u.ops.n; i++)
+        if (!eval_op_scalar(&t->u.ops.ops[i], v, s, it->str_tag))
+            return 0;
+    return 1;
 }
 
 int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_attrs *attrs)
 {
-    struct val root = {.type = V_OBJ, .indexed = 1, .attrs = attrs};
     if (attrs->obj == NULL)
-        root = val_of(NULL);
-    return eval_cond(&cond->root, root);
+        return eval_cond(&cond->root, val_of(NULL));
+    if (!cond->flat || !attrs->indexed) {
+        struct val root = {.type = V_OBJ, .indexed = 1, .attrs = attrs};
+        return eval_cond(&cond->root, root);
+    }
+    /* every clause tests one attribute by name: look each up, test what indexing read */
+    for (size_t i = 0; i < cond->root.n; i++) {
+        const struct clause *cl = &cond->root.clauses[i];
+        const struct path_part *pp = cl->parts;
+        if (!eval_vtest_attr(&cl->test, assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag)))
+            return 0;
+    }
+    return 1;
 }
 
 /* Compilation ---------------------------------------------------------------------------------- */
@@ -1470,6 +1589,8 @@ static void compile_inset(struct cc *cc, const json_t *arr, int caseless, struct
         struct val e = val_of(json_array_get(arr, i));
         if (e.type == V_STR) {
             set->strs[set->nstr].s = cc_str(cc, val_str(e));
+            set->strs[set->nstr].tag =
+                assign_attr_tag(set->strs[set->nstr].s.p, set->strs[set->nstr].s.len);
             if (caseless)
                 set->strs[set->nstr].fold = compile_fold(cc, set->strs[set->nstr].s);
             set->nstr++;
@@ -1830,6 +1951,10 @@ enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_gro
     *out = NULL;
     enum ab_err rc = compile_cond(&cc, condition, &cc.cond->root);
     if (rc == AB_OK) {
+        const struct cnode *root = &cc.cond->root;
+        cc.cond->flat = 1;
+        for (size_t i = 0; i < root->n; i++)
+            cc.cond->flat &= root->clauses[i].kind == CL_PATH && root->clauses[i].nparts == 1;
         *out = cc.cond;
         cc.cond = NULL;
     }

@@ -42,18 +42,25 @@ struct assign_attrs {
     const json_t *obj; /* the attributes object, or NULL for none */
     int indexed;       /* 1: items holds every key of obj */
     size_t n;
+    uint64_t tags[ASSIGN_ATTRS_INDEXED]; /* tags[i]: assign_attr_tag of items[i]'s name */
     struct assign_attr {
         const char *name;
         size_t len;
-        uint64_t tag; /* assign_attr_tag(name, len) */
         const json_t *value;
+        /* the value read once, since every experiment reads it again */
+        json_type type;
+        double num;      /* JSON_INTEGER, JSON_REAL: the number; JSON_TRUE 1; else 0 */
+        const char *str; /* JSON_STRING: its bytes (str_len of them); else NULL */
+        size_t str_len;
+        uint64_t str_tag; /* JSON_STRING: assign_attr_tag(str, str_len), for $in */
     } items[ASSIGN_ATTRS_INDEXED];
 };
 
 /*
- * The first 8 bytes of name[0..len), zero-padded, as one word. Names are short: equal tags and
- * lengths tell almost every pair apart, and prove names of up to 8 bytes equal, without comparing
- * bytes. Conditions and experiments compute the tags of the names they look up once.
+ * The first 7 bytes of name[0..len), zero-padded, and the length (up to 255) in the top byte, as
+ * one word. Names are short: equal tags tell almost every pair apart, and prove names of up to 7
+ * bytes equal, without comparing bytes. Conditions and experiments compute the tags of the names
+ * they look up once.
  */
 uint64_t assign_attr_tag(const char *name, size_t len);
 
@@ -63,6 +70,10 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj);
 /* The attribute name[0..len) of a, or NULL; tag is assign_attr_tag(name, len). */
 const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len,
                                uint64_t tag);
+
+/* The item of the attribute name[0..len) of a (which must be indexed), or NULL. */
+const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const char *name,
+                                            size_t len, uint64_t tag);
 
 /* assign_cond_eval over indexed attributes: the same answer, fewer lookups. */
 int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_attrs *attrs);

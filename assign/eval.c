@@ -502,12 +502,25 @@ static int bandit_ranges(const struct assign_experiment *e, const struct assign_
     return 1;
 }
 
-/* The attribute name[0..len) (tag: assign_attr_tag) of the unit ctx describes, or NULL. */
-static const json_t *attribute(const struct assign_context *ctx, const char *name, size_t len,
-                               uint64_t tag)
+/*
+ * assign_attr_text of the attribute name[0..len) (tag: assign_attr_tag) of the unit ctx
+ * describes; *value gets the attribute (NULL when missing).
+ */
+static const char *attribute_text(const struct assign_context *ctx, const char *name, size_t len,
+                                  uint64_t tag, char *buf, size_t *text_len, const json_t **value)
 {
-    return ctx->index != NULL ? assign_attrs_get(ctx->index, name, len, tag)
-                              : json_object_getn(ctx->attributes, name, len);
+    if (ctx->index != NULL && ctx->index->indexed) {
+        const struct assign_attr *it = assign_attrs_find(ctx->index, name, len, tag);
+        *value = it != NULL ? it->value : NULL;
+        if (it != NULL && it->type == JSON_STRING) { /* read when indexed */
+            *text_len = it->str_len;
+            return it->str_len > 0 ? it->str : NULL;
+        }
+    } else {
+        *value = ctx->index != NULL ? assign_attrs_get(ctx->index, name, len, tag)
+                                    : json_object_getn(ctx->attributes, name, len);
+    }
+    return assign_attr_text(*value, buf, text_len);
 }
 
 /*
@@ -522,10 +535,10 @@ static int run_gates(const struct assign_experiment *e, const struct assign_cont
     memset(res, 0, offsetof(struct assign_result, bandit_weights));
     res->hash_attribute = e->hash_attribute;
     const json_t *attrs = ctx->attributes;
-    const json_t *hv =
-        attribute(ctx, e->hash_attribute, e->hash_attribute_len, e->hash_attribute_tag);
+    const json_t *hv;
     size_t len = 0;
-    const char *text = assign_attr_text(hv, buf, &len);
+    const char *text = attribute_text(ctx, e->hash_attribute, e->hash_attribute_len,
+                                      e->hash_attribute_tag, buf, &len, &hv);
     res->hash_value = text != NULL ? hv : NULL;
 
     if (e->nvariations < 2)
@@ -537,7 +550,8 @@ static int run_gates(const struct assign_experiment *e, const struct assign_cont
         if (qs >= 0)
             return forced(e, res, qs, ASSIGN_QUERY_OVERRIDE);
     }
-    const json_t *fv = json_object_get(ctx->forced_variations, e->key);
+    const json_t *fv =
+        ctx->forced_variations != NULL ? json_object_get(ctx->forced_variations, e->key) : NULL;
     if (fv != NULL)
         return forced(e, res, json_is_integer(fv) ? json_integer_value(fv) : -1, ASSIGN_FORCED);
     if (text != NULL && e->noverrides > 0) {
@@ -554,9 +568,8 @@ static int run_gates(const struct assign_experiment *e, const struct assign_cont
     if (!e->active)
         return not_in(res, ASSIGN_NOT_RUNNING);
     if (text == NULL && e->fallback_attribute != NULL) {
-        hv = attribute(ctx, e->fallback_attribute, e->fallback_attribute_len,
-                       e->fallback_attribute_tag);
-        text = assign_attr_text(hv, buf, &len);
+        text = attribute_text(ctx, e->fallback_attribute, e->fallback_attribute_len,
+                              e->fallback_attribute_tag, buf, &len, &hv);
         if (text != NULL) {
             res->hash_attribute = e->fallback_attribute;
             res->hash_value = hv;

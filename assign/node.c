@@ -507,6 +507,12 @@ static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
 #define KEY(k) ab_jsonw_raw(w, k, sizeof(k) - 1)
     TEXT(e->head);
     ab_jsonw_raw(w, unit_json->buf, unit_json->len);
+    if (res->reason == ASSIGN_HASHED) { /* in the experiment, with its hash */
+        TEXT(e->hashed_pre[res->variation]);
+        ab_jsonw_double(w, res->bucket);
+        TEXT(e->hashed_post[res->variation]);
+        return;
+    }
     if (res->in_experiment)
         KEY(",\"in_experiment\":true");
     else

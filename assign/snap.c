@@ -141,6 +141,18 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t
     ab_jsonw_int(&w, version);
     ab_jsonw_raw(&w, "}", 1);
     out->tail = take_text(&w);
+    out->hashed_pre = ab_mem_calloc(e->nvariants, sizeof(*out->hashed_pre));
+    out->hashed_post = ab_mem_calloc(e->nvariants, sizeof(*out->hashed_post));
+    const char *hashed = assign_reason_name(ASSIGN_HASHED);
+    for (size_t i = 0; i < e->nvariants; i++) {
+        ab_jsonw_raw(&w, ",\"in_experiment\":true", 21);
+        ab_jsonw_raw(&w, out->variant[i].p, out->variant[i].len);
+        out->hashed_pre[i] = take_text(&w);
+        ab_jsonw_raw(&w, out->payload[i].p, out->payload[i].len);
+        ab_jsonw_raw(&w, hashed, strlen(hashed));
+        ab_jsonw_raw(&w, out->tail.p, out->tail.len);
+        out->hashed_post[i] = take_text(&w);
+    }
     ab_jsonw_dispose(&w);
     struct assign_experiment *x = out->exp;
     x->noverrides = e->noverrides;
@@ -215,10 +227,16 @@ void assign_snap_release(struct assign_snap *snap)
             free(e->variant_keys[v]);
             free(e->variant[v].p);
             free(e->payload[v].p);
+            if (e->hashed_pre != NULL) {
+                free(e->hashed_pre[v].p);
+                free(e->hashed_post[v].p);
+            }
         }
         free(e->variant_keys);
         free(e->variant);
         free(e->payload);
+        free(e->hashed_pre);
+        free(e->hashed_post);
         free(e->head.p);
         free(e->tail.p);
         assign_experiment_free(e->exp);

@@ -121,23 +121,28 @@ void ab_jsonw_int(struct ab_jsonw *w, long long v)
  */
 static char *format_short_decimal(double v, char *end)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
+                                "31323334353637383940414243444546474849505152535455565758596061"
+                                "6263646566676869707172737475767778798081828384858687888990919293"
+                                "949596979899";
     double a = fabs(v);
     if (!(a < 1e11))
         return NULL;
-    double scaled = a * 10000;
-    unsigned long long k = (unsigned long long)(scaled + 0.5);
+    unsigned long long k = (unsigned long long)(a * 10000 + 0.5);
     if ((double)k / 10000 != a)
         return NULL;
     unsigned frac = (unsigned)(k % 10000);
-    int digits = 4;
-    while (digits > 1 && frac % 10 == 0) {
-        frac /= 10;
-        digits--;
-    }
     char *p = end;
-    for (int i = 0; i < digits; i++) { /* zero-padded fraction */
-        *--p = (char)('0' + frac % 10);
-        frac /= 10;
+    if (frac == 0) {
+        *--p = '0';
+    } else { /* the four decimals, then drop the trailing zeros */
+        const char *hi = &pairs[2 * (frac / 100)], *lo = &pairs[2 * (frac % 100)];
+        char d[4] = {hi[0], hi[1], lo[0], lo[1]};
+        int n = 4;
+        while (d[n - 1] == '0')
+            n--;
+        p -= n;
+        memcpy(p, d, (size_t)n);
     }
     *--p = '.';
     p = format_uint(k / 10000, p);

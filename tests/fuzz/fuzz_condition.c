@@ -3,7 +3,8 @@
  * conditions from the admin API and attributes from every assignment request. The input is a
  * condition JSON, a newline, an attributes JSON and, optionally, a newline and saved groups JSON.
  * Checks, beyond not crashing or leaking: a refused condition yields no object, and evaluation
- * gives 0 or 1, the same answer twice.
+ * gives 0 or 1, the same answer twice, and the same answer over the attributes indexed as a
+ * request indexes them (assign_cond_eval_attrs, with its own path for flat conditions).
  */
 #undef NDEBUG /* the checks below are the point of the target */
 #include <assert.h>
@@ -37,6 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int r = assign_cond_eval(c, attr);
             assert(r == 0 || r == 1);
             assert(assign_cond_eval(c, attr) == r);
+            if (json_is_object(attr)) {
+                struct assign_attrs index;
+                assign_attrs_index(&index, attr);
+                assert(assign_cond_eval_attrs(c, &index) == r);
+            }
             r = assign_cond_eval(c, NULL);
             assert(r == 0 || r == 1);
         } else {

@@ -128,6 +128,17 @@ static void test_javascript_semantics(void **state)
         {"{\"x\":{\"$in\":[[1]]}}", "{\"x\":[1]}", NULL, 0},
         {"{\"x\":{\"$in\":[1,\"1\"]}}", "{\"x\":true}", NULL, 0},
         {"{\"x\":{\"$in\":[2.0]}}", "{\"x\":2}", NULL, 1},
+        /* string sets: scanned by a tag of 7 bytes and the length, or searched past 16 */
+        {"{\"x\":{\"$in\":[\"abcdefgX\",\"abcdefgY\"]}}", "{\"x\":\"abcdefgY\"}", NULL, 1},
+        {"{\"x\":{\"$in\":[\"abcdefgX\",\"abcdefgY\"]}}", "{\"x\":\"abcdefgZ\"}", NULL, 0},
+        {"{\"x\":{\"$nin\":[\"abcdefg\",\"abcdefgh\"]}}", "{\"x\":\"abcdefgi\"}", NULL, 1},
+        {"{\"x\":{\"$in\":[\"\",\"a\"]}}", "{\"x\":\"\"}", NULL, 1},
+        {"{\"x\":{\"$in\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\","
+         "\"m\",\"n\",\"o\",\"p\",\"q\"]}}",
+         "{\"x\":\"q\"}", NULL, 1},
+        {"{\"x\":{\"$in\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\",\"l\","
+         "\"m\",\"n\",\"o\",\"p\",\"q\"]}}",
+         "{\"x\":\"r\"}", NULL, 0},
         /* JSON.stringify equality: key order counts, array indices first */
         {"{\"x\":[1]}", "{\"x\":[1.0]}", NULL, 1},
         {"{\"o\":{\"b\":1,\"a\":2}}", "{\"o\":{\"a\":2,\"b\":1}}", NULL, 0},
@@ -234,6 +245,12 @@ static void test_indexed_attributes(void **state)
                                NULL),
                      1);
     assert_int_equal(eval_json("{\"attribute_b\": 1}", "{\"attribute_a\": 1}", NULL), 0);
+    /* the tag holds 7 bytes and the length: 8-byte names differing in their last byte */
+    assert_int_equal(eval_json("{\"abcdefgX\": 1, \"abcdefg\": 2}",
+                               "{\"abcdefgY\": 2, \"abcdefgX\": 1, \"abcdefg\": 2}", NULL),
+                     1);
+    assert_int_equal(eval_json("{\"abcdefgY\": {\"$exists\": true}}", "{\"abcdefgX\": 1}", NULL),
+                     0);
 
     json_t *many = json_loads(attrs, 0, NULL);
     json_t *few = json_pack("{s:i, s:i}", "a", 1, "abcdefgh+", 2);
@@ -251,6 +268,23 @@ static void test_indexed_attributes(void **state)
                      json_object_get(few, "abcdefgh+"));
     assert_null(assign_attrs_get(&index, "abcdefgh-", 9, assign_attr_tag("abcdefgh-", 9)));
     assert_null(assign_attrs_get(&index, "abcdefgh", 8, assign_attr_tag("abcdefgh", 8)));
+    /* lengths past the 255 the tag holds, in names and in $in's strings */
+    char cond[400], attr_short[400], attr_long[400];
+    snprintf(cond, sizeof(cond), "{\"x\":{\"$in\":[\"%0300d\"]}}", 0);
+    snprintf(attr_short, sizeof(attr_short), "{\"x\":\"%0256d\"}", 0);
+    snprintf(attr_long, sizeof(attr_long), "{\"x\":\"%0300d\"}", 0);
+    assert_int_equal(eval_json(cond, attr_short, NULL), 0);
+    assert_int_equal(eval_json(cond, attr_long, NULL), 1);
+    char name[301];
+    memset(name, 'n', 300);
+    name[300] = '\0';
+    json_t *longer = json_pack("{s:i}", name, 300);
+    assign_attrs_index(&index, longer);
+    assert_int_equal(index.indexed, 1);
+    assert_null(assign_attrs_get(&index, name, 256, assign_attr_tag(name, 256)));
+    assert_ptr_equal(assign_attrs_get(&index, name, 300, assign_attr_tag(name, 300)),
+                     json_object_get(longer, name));
+    json_decref(longer);
     json_decref(many);
     json_decref(few);
 }

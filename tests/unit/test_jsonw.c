@@ -65,6 +65,39 @@ static void test_numbers(void **state)
     ab_jsonw_dispose(&w);
 }
 
+/* The shortest text that reads back as v, as printf finds it, with ".0" when it looks whole. */
+static void shortest(double v, char *out, size_t len)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, len, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            break;
+    }
+    if (strpbrk(out, ".eEn") == NULL)
+        strcat(out, ".0");
+}
+
+/* Every bucket a hash gives (k / 10^4), and such values with whole parts and signs. */
+static void test_short_decimals(void **state)
+{
+    (void)state;
+    const double offsets[] = {0, 7, 123456, -0.0, -3};
+    for (size_t o = 0; o < sizeof(offsets) / sizeof(offsets[0]); o++) {
+        for (int k = 0; k < 10000; k++) {
+            double v = offsets[o] < 0 || signbit(offsets[o]) ? offsets[o] - k / 10000.0
+                                                             : offsets[o] + k / 10000.0;
+            char want[64];
+            shortest(v == 0 ? 0.0 : v, want, sizeof(want)); /* -0 as 0, as JSON.stringify */
+            struct ab_jsonw w;
+            ab_jsonw_init(&w, 4096);
+            ab_jsonw_double(&w, v);
+            if (strcmp(w.buf, want) != 0)
+                fail_msg("%.17g: wrote %s, want %s", v, w.buf, want);
+            ab_jsonw_dispose(&w);
+        }
+    }
+}
+
 static void test_cap(void **state)
 {
     (void)state;
@@ -85,6 +118,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strings_escape_and_roundtrip),
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_short_decimals),
         cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
