@@ -107,6 +107,11 @@ struct assign_experiment {
  */
 typedef int (*assign_parent_cb)(void *data, const char *feature_id, json_t **value);
 
+/*
+ * attributes may be NULL while index holds attributes read without jansson (assign_post_read):
+ * then no experiment evaluated may have prerequisites or a contextual bandit, which need the
+ * object (assign_snap's scalar_attributes_ok).
+ */
 struct assign_context {
     const json_t *attributes;        /* object, may be NULL */
     const struct assign_attrs *index; /* attributes indexed (assign_attrs_index), or NULL */
@@ -127,7 +132,8 @@ struct assign_result {
     enum assign_reason reason;
     double bucket;               /* the unit's hash, when hash_used */
     const char *hash_attribute;  /* attribute used (borrowed from the experiment) */
-    const json_t *hash_value;    /* its value (borrowed from the attributes), NULL for "" */
+    const json_t *hash_value;    /* its value (borrowed from the attributes), NULL for "" and
+                                    for attributes read without jansson */
     /* contextual bandit, when one chose the weights */
     int bandit;                  /* 1 when the fields below are set */
     long long leaf_id;
@@ -152,8 +158,11 @@ enum ab_err assign_filters_compile(const json_t *arr, struct assign_filter **out
                                    struct ab_errinfo *ei);
 void assign_filters_free(struct assign_filter *filters, size_t n);
 
-/* The spec's isFilteredOut: 1 when a filter excludes the unit described by attrs. */
-int assign_filters_exclude(const struct assign_filter *filters, size_t n, const json_t *attrs);
+struct assign_context;
+
+/* The spec's isFilteredOut: 1 when a filter excludes the unit ctx describes. */
+int assign_filters_exclude(const struct assign_filter *filters, size_t n,
+                           const struct assign_context *ctx);
 
 /* GrowthBook's run(experiment): the variation of the unit described by ctx. */
 void assign_run(const struct assign_experiment *e, const struct assign_context *ctx,
@@ -234,6 +243,7 @@ struct assign_snap {
     char **client_key_hashes; /* sorted hex SHA-256 */
     size_t nclient_keys;
     json_t *gb_features;      /* GrowthBook FeatureMap of all experiments, owned */
+    int scalar_attributes_ok; /* no experiment needs the attributes object (assign_context) */
     char *features_body;      /* the /api/features payload, compact JSON */
     size_t features_len;
     char etag[48];            /* strong ETag of features_body ("\"v17\"") */
@@ -252,8 +262,41 @@ void assign_snap_release(struct assign_snap *snap); /* accepts NULL */
 /* The entry for key, or NULL. */
 const struct assign_entry *assign_snap_find(const struct assign_snap *snap, const char *key);
 
+/* The entry for key[0..len) (which holds no NUL), or NULL. */
+const struct assign_entry *assign_snap_findn(const struct assign_snap *snap, const char *key,
+                                             size_t len);
+
 /* 1 when key hashes to one of the snapshot's SDK client keys. */
 int assign_snap_client_key_ok(const struct assign_snap *snap, const char *key);
+
+/* --- POST /v1/assign bodies (post.c) --- */
+
+#define ASSIGN_POST_KEYS_MAX 128 /* longest experiments list read without jansson */
+
+struct assign_key {
+    const char *p; /* in the body, not NUL-terminated */
+    size_t len;
+};
+
+/* A POST /v1/assign body read by assign_post_read: everything points into the body. */
+struct assign_post {
+    const char *unit; /* not NUL-terminated */
+    size_t unit_len;
+    struct assign_attrs attrs; /* indexed, with the id (the unit); obj and every value NULL */
+    int has_list;              /* the body lists its experiments: keys[nkeys] */
+    size_t nkeys;
+    struct assign_key keys[ASSIGN_POST_KEYS_MAX];
+};
+
+/*
+ * Reads body[0..len) when it is a valid POST /v1/assign body of the usual shape: an object with
+ * "unit" (a string of 1 to unit_max bytes), maybe "attributes" (null, or an object of at most
+ * ASSIGN_ATTRS_INDEXED - 1 attributes besides id whose values are strings, numbers, booleans or
+ * null) and maybe "experiments" (null, or up to ASSIGN_POST_KEYS_MAX strings), with no string
+ * escapes and no integers past 15 digits. Returns 1 then; 0 for anything else, valid or not,
+ * which the caller parses with jansson instead. out is filled only on 1.
+ */
+int assign_post_read(const char *body, size_t len, size_t unit_max, struct assign_post *out);
 
 /* --- replication transport (fetch.c) --- */
 

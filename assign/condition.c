@@ -42,11 +42,12 @@ enum vtype { V_NULL, V_BOOL, V_NUM, V_STR, V_ARR, V_OBJ };
  */
 struct val {
     enum vtype type;
-    int indexed; /* V_OBJ: attrs, not j */
+    int indexed; /* V_OBJ: attrs, not j; V_STR: attr, not j */
     union {
         double num;                        /* V_NULL (0), V_BOOL (0 or 1), V_NUM */
         const json_t *j;                   /* V_STR, V_ARR, V_OBJ */
         const struct assign_attrs *attrs;  /* V_OBJ when indexed */
+        const struct assign_attr *attr;    /* V_STR when indexed: the string indexing read */
     };
 };
 
@@ -581,7 +582,34 @@ static struct val val_num(double n)
 
 static struct str val_str(struct val v)
 {
+    if (v.indexed)
+        return (struct str){v.attr->str, v.attr->str_len};
     return (struct str){json_string_value(v.j), json_string_length(v.j)};
+}
+
+/*
+ * The value of an indexed attribute (NULL: missing), from what indexing read: no call into
+ * jansson, and strings need no JSON value (attributes read by assign_attrs_scalars have none).
+ */
+static struct val val_of_attr(const struct assign_attr *it)
+{
+    static const enum vtype types[] = {
+        [JSON_OBJECT] = V_OBJ, [JSON_ARRAY] = V_ARR, [JSON_STRING] = V_STR, [JSON_INTEGER] = V_NUM,
+        [JSON_REAL] = V_NUM,   [JSON_TRUE] = V_BOOL, [JSON_FALSE] = V_BOOL, [JSON_NULL] = V_NULL,
+    };
+    struct val v = {.type = V_NULL, .num = 0};
+    if (it == NULL)
+        return v;
+    v.type = types[it->type];
+    if (v.type == V_NUM || v.type == V_BOOL) {
+        v.num = it->num;
+    } else if (v.type == V_STR) {
+        v.indexed = 1;
+        v.attr = it;
+    } else if (v.type != V_NULL) {
+        v.j = it->value;
+    }
+    return v;
 }
 
 static int truthy(struct val v)
@@ -593,7 +621,7 @@ static int truthy(struct val v)
     case V_NUM:
         return v.num != 0 && !isnan(v.num);
     case V_STR:
-        return json_string_length(v.j) > 0;
+        return val_str(v).len > 0;
     case V_ARR:
     case V_OBJ:
         return 1;
@@ -719,7 +747,7 @@ static void padded_version(struct str in, struct sbuf *out)
 /* The input of paddedVersionString: numbers as strings, anything else falsy or not a string "0". */
 static struct str version_input(struct val v, char num[40])
 {
-    if (v.type == V_STR && json_string_length(v.j) > 0)
+    if (v.type == V_STR && val_str(v).len > 0)
         return val_str(v);
     if (v.type == V_NUM)
         return (struct str){num, js_number_format(v.num, num)};
@@ -810,8 +838,10 @@ static struct val get_path(struct val cur, const struct path_part *parts, size_t
 {
     for (size_t i = 0; i < n; i++) {
         const struct path_part *pp = &parts[i];
-        if (cur.type == V_OBJ && cur.indexed)
-            cur = val_of(assign_attrs_get(cur.attrs, pp->key.p, pp->key.len, pp->tag));
+        if (cur.type == V_OBJ && cur.indexed && cur.attrs->indexed)
+            cur = val_of_attr(assign_attrs_find(cur.attrs, pp->key.p, pp->key.len, pp->tag));
+        else if (cur.type == V_OBJ && cur.indexed)
+            cur = val_of(json_object_getn(cur.attrs->obj, pp->key.p, pp->key.len));
         else if (cur.type == V_OBJ)
             cur = val_of(json_object_getn(cur.j, pp->key.p, pp->key.len));
         else if (cur.type == V_ARR && pp->index >= 0 &&
@@ -1252,24 +1282,6 @@ const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, s
     return it != NULL ? it->value : NULL;
 }
 
-/* val_of(it->value) from what indexing read: no call into jansson. */
-static struct val val_of_attr(const struct assign_attr *it)
-{
-    static const enum vtype types[] = {
-        [JSON_OBJECT] = V_OBJ, [JSON_ARRAY] = V_ARR, [JSON_STRING] = V_STR, [JSON_INTEGER] = V_NUM,
-        [JSON_REAL] = V_NUM,   [JSON_TRUE] = V_BOOL, [JSON_FALSE] = V_BOOL, [JSON_NULL] = V_NULL,
-    };
-    struct val v = {.type = V_NULL, .num = 0};
-    if (it == NULL)
-        return v;
-    v.type = types[it->type];
-    if (v.type == V_NUM || v.type == V_BOOL)
-        v.num = it->num;
-    else if (v.type != V_NULL)
-        v.j = it->value;
-    return v;
-}
-
 /*
  * eval_op for an attribute that is a string (s its bytes, tag their assign_attr_tag) or a
  * number: the operators conditions use most, without reading the string from jansson again. The
@@ -1327,8 +1339,6 @@ static int eval_vtest_attr(const struct vtest *t, const struct assign_attr *it)
 
 int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_attrs *attrs)
 {
-    if (attrs->obj == NULL)
-        return eval_cond(&cond->root, val_of(NULL));
     if (!cond->flat || !attrs->indexed) {
         struct val root = {.type = V_OBJ, .indexed = 1, .attrs = attrs};
         return eval_cond(&cond->root, root);

@@ -39,14 +39,14 @@ int assign_cond_eval(const struct assign_cond *cond, const json_t *attributes);
  */
 #define ASSIGN_ATTRS_INDEXED 16
 struct assign_attrs {
-    const json_t *obj; /* the attributes object, or NULL for none */
+    const json_t *obj; /* the attributes object; NULL for none, or read without jansson */
     int indexed;       /* 1: items holds every key of obj */
     size_t n;
     uint64_t tags[ASSIGN_ATTRS_INDEXED]; /* tags[i]: assign_attr_tag of items[i]'s name */
     struct assign_attr {
         const char *name;
         size_t len;
-        const json_t *value;
+        const json_t *value; /* NULL when read without jansson (assign_post_read): scalars */
         /* the value read once, since every experiment reads it again */
         json_type type;
         double num;      /* JSON_INTEGER, JSON_REAL: the number; JSON_TRUE 1; else 0 */

@@ -420,27 +420,6 @@ void assign_filters_free(struct assign_filter *filters, size_t n)
     free(filters);
 }
 
-int assign_filters_exclude(const struct assign_filter *filters, size_t count,
-                           const json_t *attrs)
-{
-    for (size_t i = 0; i < count; i++) {
-        const struct assign_filter *f = &filters[i];
-        char buf[32];
-        size_t len;
-        const char *text = assign_attr_text(
-            json_object_get(attrs, f->attribute != NULL ? f->attribute : "id"), buf, &len);
-        if (text == NULL)
-            return 1;
-        double n = assign_hash(f->seed, strlen(f->seed), text, len, f->hash_version);
-        int in = 0;
-        for (size_t r = 0; r < f->nranges && !in; r++)
-            in = assign_in_range(n, &f->ranges[r]);
-        if (!in)
-            return 1;
-    }
-    return 0;
-}
-
 static int override_cmp(const void *key, const void *elem)
 {
     return strcmp(key, ((const struct assign_override *)elem)->unit);
@@ -502,9 +481,36 @@ static int bandit_ranges(const struct assign_experiment *e, const struct assign_
     return 1;
 }
 
+/* assign_attr_text of an indexed attribute, which may have been read without jansson. */
+static const char *item_text(const struct assign_attr *it, char *buf, size_t *len)
+{
+    if (it->value != NULL && it->type != JSON_STRING)
+        return assign_attr_text(it->value, buf, len);
+    switch (it->type) {
+    case JSON_STRING:
+        *len = it->str_len;
+        return it->str_len > 0 ? it->str : NULL;
+    case JSON_INTEGER: /* read without jansson: at most 15 digits, exact */
+        if (it->num == 0)
+            return NULL;
+        *len = (size_t)snprintf(buf, 32, "%lld", (long long)it->num);
+        return buf;
+    case JSON_REAL:
+        if (it->num == 0 || isnan(it->num))
+            return NULL;
+        *len = js_number(it->num, buf);
+        return buf;
+    case JSON_TRUE:
+        *len = 4;
+        return "true";
+    default:
+        return NULL;
+    }
+}
+
 /*
  * assign_attr_text of the attribute name[0..len) (tag: assign_attr_tag) of the unit ctx
- * describes; *value gets the attribute (NULL when missing).
+ * describes; *value gets the attribute (NULL when missing or read without jansson).
  */
 static const char *attribute_text(const struct assign_context *ctx, const char *name, size_t len,
                                   uint64_t tag, char *buf, size_t *text_len, const json_t **value)
@@ -512,15 +518,34 @@ static const char *attribute_text(const struct assign_context *ctx, const char *
     if (ctx->index != NULL && ctx->index->indexed) {
         const struct assign_attr *it = assign_attrs_find(ctx->index, name, len, tag);
         *value = it != NULL ? it->value : NULL;
-        if (it != NULL && it->type == JSON_STRING) { /* read when indexed */
-            *text_len = it->str_len;
-            return it->str_len > 0 ? it->str : NULL;
-        }
-    } else {
-        *value = ctx->index != NULL ? assign_attrs_get(ctx->index, name, len, tag)
-                                    : json_object_getn(ctx->attributes, name, len);
+        return it != NULL ? item_text(it, buf, text_len) : NULL;
     }
+    *value = ctx->index != NULL ? assign_attrs_get(ctx->index, name, len, tag)
+                                : json_object_getn(ctx->attributes, name, len);
     return assign_attr_text(*value, buf, text_len);
+}
+
+int assign_filters_exclude(const struct assign_filter *filters, size_t count,
+                           const struct assign_context *ctx)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct assign_filter *f = &filters[i];
+        const char *name = f->attribute != NULL ? f->attribute : "id";
+        char buf[32];
+        size_t len;
+        const json_t *value;
+        const char *text = attribute_text(ctx, name, strlen(name),
+                                          assign_attr_tag(name, strlen(name)), buf, &len, &value);
+        if (text == NULL)
+            return 1;
+        double n = assign_hash(f->seed, strlen(f->seed), text, len, f->hash_version);
+        int in = 0;
+        for (size_t r = 0; r < f->nranges && !in; r++)
+            in = assign_in_range(n, &f->ranges[r]);
+        if (!in)
+            return 1;
+    }
+    return 0;
 }
 
 /*
@@ -578,7 +603,7 @@ static int run_gates(const struct assign_experiment *e, const struct assign_cont
     if (text == NULL)
         return not_in(res, ASSIGN_NO_HASH_ATTRIBUTE);
     if (e->nfilters > 0) {
-        if (assign_filters_exclude(e->filters, e->nfilters, attrs))
+        if (assign_filters_exclude(e->filters, e->nfilters, ctx))
             return not_in(res, ASSIGN_FILTERED);
     } else if (e->has_namespace &&
                !assign_in_namespace(text, len, e->ns_id, strlen(e->ns_id), e->ns_start,

@@ -128,8 +128,8 @@ static int rule_filtered_out(const struct assign_context *ctx, const json_t *fil
 {
     struct assign_filter *f = NULL;
     size_t n = 0;
-    int out = assign_filters_compile(filters, &f, &n, NULL) != AB_OK ||
-              assign_filters_exclude(f, n, ctx->attributes);
+    int out =
+        assign_filters_compile(filters, &f, &n, NULL) != AB_OK || assign_filters_exclude(f, n, ctx);
     assign_filters_free(f, n);
     return out;
 }

@@ -530,11 +530,11 @@ static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
 #undef TEXT
 }
 
-/* unit as a JSON string into *out (the caller disposes it). */
-static void unit_json(struct ab_jsonw *out, const char *unit)
+/* unit[0..len) as a JSON string into *out (the caller disposes it). */
+static void unit_json(struct ab_jsonw *out, const char *unit, size_t len)
 {
     ab_jsonw_init(out, (size_t)8 * UNIT_MAX);
-    ab_jsonw_str(out, unit, strlen(unit));
+    ab_jsonw_str(out, unit, len);
 }
 
 /* Sends what w holds, or a 500 when it outgrew its cap. Disposes w. */
@@ -637,7 +637,7 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
             evaluate(e, &index, &res);
             struct ab_jsonw w, u;
             ab_jsonw_init(&w, RESPONSE_MAX);
-            unit_json(&u, unit);
+            unit_json(&u, unit, strlen(unit));
             write_assignment(&w, e, &u, &res);
             ab_jsonw_dispose(&u);
             send_written(req, &w);
@@ -647,18 +647,21 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
     json_decref(attrs);
 }
 
-/* Parses a POST body as a JSON object; answers 400/413/415 itself on failure. */
-static json_t *read_json_body(struct ab_http_req *req)
+/* 1 when the request says its body is JSON; else answers 415 itself. */
+static int json_content(struct ab_http_req *req)
 {
     size_t ctlen = 0;
     const char *ct = ab_http_header(req, "content-type", &ctlen);
-    if (ct == NULL || strncmp(ct, "application/json", 16) != 0) {
-        ab_http_send_error(req, AB_ERR_UNSUPPORTED_MEDIA, "content-type",
-                           "send the body as application/json");
-        return NULL;
-    }
-    size_t len;
-    const char *body = ab_http_body(req, &len);
+    if (ct != NULL && strncmp(ct, "application/json", 16) == 0)
+        return 1;
+    ab_http_send_error(req, AB_ERR_UNSUPPORTED_MEDIA, "content-type",
+                       "send the body as application/json");
+    return 0;
+}
+
+/* Parses body[0..len) as a JSON object; answers 400/413 itself on failure. */
+static json_t *parse_json_object(struct ab_http_req *req, const char *body, size_t len)
+{
     struct ab_json_limits lim = {POST_BODY_MAX, 16};
     json_t *doc;
     struct ab_errinfo ei;
@@ -673,6 +676,14 @@ static json_t *read_json_body(struct ab_http_req *req)
         return NULL;
     }
     return doc;
+}
+
+/* A POST body that must be a JSON object; answers 400/413/415 itself on failure. */
+static json_t *read_json_body(struct ab_http_req *req)
+{
+    size_t len;
+    const char *body = ab_http_body(req, &len);
+    return json_content(req) ? parse_json_object(req, body, len) : NULL;
 }
 
 /* Validates a POST /v1/assign body; answers 400 itself and returns -1 on failure. */
@@ -731,78 +742,106 @@ static int check_post(struct ab_http_req *req, json_t *doc, const char **unit, j
     return 0;
 }
 
+/* The experiments a POST lists: keys read without jansson, or a JSON array; neither: all. */
+struct post_list {
+    const struct assign_key *keys;
+    const json_t *arr;
+    size_t n;
+};
+
 /*
- * The i-th experiment a POST evaluates: of its "experiments" list when it has one, else the i-th
- * running one. NULL, with the 404 sent, for a key the snapshot does not have.
+ * The i-th experiment a POST evaluates: of its list when it has one, else the i-th running one.
+ * NULL, with the 404 sent, for a key the snapshot does not have.
  */
 static const struct assign_entry *post_entry(struct ab_http_req *req,
-                                             const struct assign_snap *snap, const json_t *list,
-                                             size_t i)
+                                             const struct assign_snap *snap,
+                                             const struct post_list *list, size_t i)
 {
-    if (!json_is_array(list))
+    if (list->keys == NULL && list->arr == NULL)
         return &snap->entries[snap->running[i]];
-    const char *key = json_string_value(json_array_get(list, i));
-    const struct assign_entry *e = assign_snap_find(snap, key);
+    struct assign_key k =
+        list->keys != NULL ? list->keys[i]
+                           : (struct assign_key){json_string_value(json_array_get(list->arr, i)),
+                                                 json_string_length(json_array_get(list->arr, i))};
+    const struct assign_entry *e = assign_snap_findn(snap, k.p, k.len);
     if (e == NULL) {
         char field[48];
         snprintf(field, sizeof(field), "experiments[%zu]", i);
-        ab_http_send_error(req, AB_ERR_NOT_FOUND, field, "no experiment %s", key);
+        ab_http_send_error(req, AB_ERR_NOT_FOUND, field, "no experiment %.*s", (int)k.len, k.p);
     }
     return e;
+}
+
+/* Evaluates and answers a POST for the unit unit[0..ulen) with attributes index. */
+static void answer_post(struct ab_http_req *req, const struct assign_snap *snap,
+                        const struct assign_attrs *index, const char *unit, size_t ulen,
+                        const struct post_list *list)
+{
+    struct ab_jsonw w, u;
+    ab_jsonw_init(&w, RESPONSE_MAX);
+    unit_json(&u, unit, ulen);
+    ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
+    ab_jsonw_int(&w, snap->version);
+    ab_jsonw_raw(&w, ",\"assignments\":[", 16);
+    size_t count = list->keys != NULL || list->arr != NULL ? list->n : snap->nrunning;
+    ab_jsonw_reserve(&w, count * (u.len + 256)); /* about what an item takes */
+    int failed = 0;
+    enum { CHUNK = 64 }; /* experiments evaluated together */
+    struct assign_context ctx = {.attributes = index->obj, .index = index};
+    for (size_t base = 0; base < count && !failed; base += CHUNK) {
+        size_t m = count - base < CHUNK ? count - base : CHUNK;
+        const struct assign_entry *entries[CHUNK];
+        const struct assign_experiment *exps[CHUNK];
+        for (size_t i = 0; i < m && !failed; i++) {
+            entries[i] = post_entry(req, snap, list, base + i);
+            failed = entries[i] == NULL;
+            exps[i] = failed ? NULL : entries[i]->exp;
+        }
+        if (failed)
+            break;
+        struct assign_result res[CHUNK];
+        assign_run_many(exps, m, &ctx, res);
+        for (size_t i = 0; i < m; i++) {
+            if (base + i > 0)
+                ab_jsonw_raw(&w, ",", 1);
+            write_assignment(&w, entries[i], &u, &res[i]);
+        }
+    }
+    ab_jsonw_raw(&w, "]}", 2);
+    ab_jsonw_dispose(&u);
+    if (failed)
+        ab_jsonw_dispose(&w);
+    else
+        send_written(req, &w);
 }
 
 static void handle_post_assign(struct ab_http_req *req, void *data)
 {
     struct assign_node *n = data;
-    json_t *doc = read_json_body(req);
-    const char *unit;
-    json_t *attrs = NULL;
-    if (doc == NULL || check_post(req, doc, &unit, &attrs) != 0) {
-        json_decref(doc);
+    if (!json_content(req))
         return;
-    }
+    size_t len;
+    const char *body = ab_http_body(req, &len);
     int slot = ab_http_thread(req);
     struct assign_snap *snap = acquire(n, slot);
-    if (!not_ready(req, snap)) {
+    /* the usual body needs no jansson; anything else, and every error, goes through jansson */
+    struct assign_post post;
+    if (snap != NULL && snap->scalar_attributes_ok && len <= POST_BODY_MAX &&
+        assign_post_read(body, len, UNIT_MAX, &post)) {
+        struct post_list list = {post.has_list ? post.keys : NULL, NULL, post.nkeys};
+        answer_post(req, snap, &post.attrs, post.unit, post.unit_len, &list);
+        release(n, slot);
+        return;
+    }
+    json_t *doc = parse_json_object(req, body, len);
+    const char *unit;
+    json_t *attrs = NULL;
+    if (doc != NULL && check_post(req, doc, &unit, &attrs) == 0 && !not_ready(req, snap)) {
         struct assign_attrs index;
         assign_attrs_index(&index, attrs);
-        struct ab_jsonw w, u;
-        ab_jsonw_init(&w, RESPONSE_MAX);
-        unit_json(&u, unit);
-        ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
-        ab_jsonw_int(&w, snap->version);
-        ab_jsonw_raw(&w, ",\"assignments\":[", 16);
-        const json_t *list = json_object_get(doc, "experiments");
-        size_t count = json_is_array(list) ? json_array_size(list) : snap->nrunning;
-        ab_jsonw_reserve(&w, count * (u.len + 256)); /* about what an item takes */
-        int failed = 0;
-        enum { CHUNK = 64 }; /* experiments evaluated together */
-        struct assign_context ctx = {.attributes = index.obj, .index = &index};
-        for (size_t base = 0; base < count && !failed; base += CHUNK) {
-            size_t m = count - base < CHUNK ? count - base : CHUNK;
-            const struct assign_entry *entries[CHUNK];
-            const struct assign_experiment *exps[CHUNK];
-            for (size_t i = 0; i < m && !failed; i++) {
-                entries[i] = post_entry(req, snap, list, base + i);
-                failed = entries[i] == NULL;
-                exps[i] = failed ? NULL : entries[i]->exp;
-            }
-            if (failed)
-                break;
-            struct assign_result res[CHUNK];
-            assign_run_many(exps, m, &ctx, res);
-            for (size_t i = 0; i < m; i++) {
-                if (base + i > 0)
-                    ab_jsonw_raw(&w, ",", 1);
-                write_assignment(&w, entries[i], &u, &res[i]);
-            }
-        }
-        ab_jsonw_raw(&w, "]}", 2);
-        ab_jsonw_dispose(&u);
-        if (failed)
-            ab_jsonw_dispose(&w);
-        else
-            send_written(req, &w);
+        const json_t *arr = json_object_get(doc, "experiments");
+        struct post_list list = {NULL, json_is_array(arr) ? arr : NULL, json_array_size(arr)};
+        answer_post(req, snap, &index, unit, strlen(unit), &list);
     }
     release(n, slot);
     json_decref(attrs);

@@ -192,6 +192,10 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
         if (rc != AB_OK)
             goto Exit;
     }
+    snap->scalar_attributes_ok = 1;
+    for (size_t i = 0; i < snap->nentries; i++)
+        snap->scalar_attributes_ok &=
+            snap->entries[i].exp->nparents == 0 && snap->entries[i].exp->bandit_ref == NULL;
     snap->nclient_keys = s->nclient_keys;
     snap->client_key_hashes = ab_mem_calloc(s->nclient_keys, sizeof(char *));
     for (size_t i = 0; i < s->nclient_keys; i++)
@@ -259,6 +263,27 @@ static int cmp_entry(const void *key, const void *elem)
 const struct assign_entry *assign_snap_find(const struct assign_snap *snap, const char *key)
 {
     return bsearch(key, snap->entries, snap->nentries, sizeof(*snap->entries), cmp_entry);
+}
+
+const struct assign_entry *assign_snap_findn(const struct assign_snap *snap, const char *key,
+                                             size_t len)
+{
+    size_t lo = 0, hi = snap->nentries;
+    while (lo < hi) { /* strcmp's order, for a key that holds no NUL */
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k = snap->entries[mid].exp->key;
+        size_t klen = strlen(k);
+        int c = memcmp(key, k, len < klen ? len : klen);
+        if (c == 0)
+            c = len < klen ? -1 : len > klen;
+        if (c == 0)
+            return &snap->entries[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
 }
 
 static int cmp_str(const void *key, const void *elem)

@@ -144,7 +144,7 @@ endif()
 
 # Fuzz targets: with ABACUS_FUZZ (clang), real libFuzzer runs bounded by a run count; otherwise
 # each target is linked with a driver that replays its corpus, so every build exercises them.
-foreach(target url json jsonw condition admin session manifest events clickhouse)
+foreach(target url json jsonw condition post admin session manifest events clickhouse)
   set(exe fuzz_${target})
   set(corpus ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${target})
   if(ABACUS_FUZZ)
@@ -164,7 +164,7 @@ foreach(target url json jsonw condition admin session manifest events clickhouse
     add_test(NAME ${exe} COMMAND ${exe} ${corpus})
     set(FUZZ_TIMEOUT 60)
   endif()
-  if(target STREQUAL "condition" OR target STREQUAL "manifest")
+  if(target STREQUAL "condition" OR target STREQUAL "manifest" OR target STREQUAL "post")
     target_link_libraries(${exe} PRIVATE abacus_assign)
   endif()
   if(target STREQUAL "admin" OR target STREQUAL "session")

@@ -136,7 +136,7 @@ static char *format_short_decimal(double v, char *end)
     if (frac == 0) {
         *--p = '0';
     } else { /* the four decimals, then drop the trailing zeros */
-        const char *hi = &pairs[2 * (frac / 100)], *lo = &pairs[2 * (frac % 100)];
+        const char *hi = &pairs[(size_t)2 * (frac / 100)], *lo = &pairs[(size_t)2 * (frac % 100)];
         char d[4] = {hi[0], hi[1], lo[0], lo[1]};
         int n = 4;
         while (d[n - 1] == '0')

@@ -409,6 +409,105 @@ static void test_post_all_running(void **state)
     }
 }
 
+/* The answer to POST body b (200 expected), parsed. */
+static json_t *post_json(const char *b)
+{
+    struct http_response r;
+    assert_int_equal(
+        http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b), &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    http_response_free(&r);
+    assert_non_null(doc);
+    return doc;
+}
+
+/* The assignment of experiment key in a POST answer. */
+static const json_t *assignment(const json_t *doc, const char *key)
+{
+    size_t i;
+    const json_t *a;
+    json_array_foreach(json_object_get(doc, "assignments"), i, a)
+    {
+        if (strcmp(json_string_value(json_object_get(a, "experiment")), key) == 0)
+            return a;
+    }
+    fail_msg("no assignment for %s", key);
+    return NULL;
+}
+
+/*
+ * The usual body is read without jansson; one that spells the same with escapes goes through
+ * jansson. Both must answer alike, and as the conditions say, for attributes of every scalar
+ * type (and an id, which the unit overrides), hashed by a number too, for many units, for all
+ * running experiments and for a list.
+ */
+static void test_post_read_two_ways(void **state)
+{
+    (void)state;
+    struct ab_snapshot *s = make_snapshot(1, 0.3);
+    static const char *const TARGETED[][2] = {
+        {"by-set", "{\"country\":{\"$in\":[\"FR\",\"DE\"]}}"},
+        {"by-age", "{\"age\":{\"$gte\":40}}"},
+        {"by-score", "{\"score\":{\"$lt\":50}}"},
+        {"by-pro", "{\"pro\":true}"},
+        {"by-gone", "{\"gone\":{\"$exists\":false},\"id\":{\"$ne\":\"x\"}}"},
+    };
+    double half[2] = {0.5, 0.5};
+    for (size_t t = 0; t < sizeof(TARGETED) / sizeof(TARGETED[0]); t++) {
+        add_experiment(s, TARGETED[t][0], 1, 1, half, 2);
+        s->experiments[s->nexperiments - 1].condition = json_loads(TARGETED[t][1], 0, NULL);
+    }
+    const char *HASHED[] = {"age", "score"}; /* numbers hashed as JavaScript prints them */
+    for (size_t h = 0; h < 2; h++) {
+        char key[32];
+        snprintf(key, sizeof(key), "hash-%s", HASHED[h]);
+        add_experiment(s, key, 1, 1, half, 2);
+        free(s->experiments[s->nexperiments - 1].hash_attribute);
+        s->experiments[s->nexperiments - 1].hash_attribute = strdup(HASHED[h]);
+    }
+    struct ab_errinfo ei;
+    if (ab_snapshot_write(s, g_file, &ei) != AB_OK)
+        fail_msg("cannot write snapshot: %s", ei.message);
+    ab_snapshot_free(s);
+    start_node();
+    assert_true(wait_ready(200));
+    static const char *const COUNTRIES[] = {"FR", "DE", "US"};
+    int hashed_numbers[2] = {0, 0};
+    for (int u = 0; u < 150; u++) {
+        const char *c = COUNTRIES[u % 3];
+        const char *list = u % 2 ? "" : ",\"experiments\":[\"by-set\",\"by-age\",\"weights\"]";
+        int age = 18 + u % 50, pro = u % 4 != 0;
+        char plain[512], escaped[512];
+        snprintf(plain, sizeof(plain),
+                 "{\"unit\":\"user-%d\",\"attributes\":{\"country\":\"%s\",\"id\":\"x\","
+                 "\"age\":%d,\"score\":%d.25,\"pro\":%s,\"gone\":null}%s}",
+                 u, c, age, u, pro ? "true" : "false", list);
+        snprintf(escaped, sizeof(escaped),
+                 "{\"unit\":\"user-%d\",\"attributes\":{\"country\":\"\\u00%02x%c\",\"id\":\"x\","
+                 "\"age\":%d,\"score\":%d.25,\"pro\":%s,\"gone\":null}%s}",
+                 u, c[0], c[1], age, u, pro ? "true" : "false", list);
+        json_t *a = post_json(plain), *b = post_json(escaped);
+        if (!json_equal(a, b))
+            fail_msg("%s and %s answer differently", plain, escaped);
+        const int want[] = {u % 3 != 2, age >= 40, u < 50, pro, 1};
+        size_t n = list[0] != '\0' ? 2 : sizeof(want) / sizeof(want[0]);
+        for (size_t t = 0; t < n; t++) {
+            const json_t *x = assignment(a, TARGETED[t][0]);
+            if (json_is_true(json_object_get(x, "in_experiment")) != want[t])
+                fail_msg("%s: %s gives in_experiment %d", plain, TARGETED[t][0], !want[t]);
+        }
+        for (size_t h = 0; h < 2 && list[0] == '\0'; h++)
+            hashed_numbers[h] += json_is_true(json_object_get(
+                assignment(a, h == 0 ? "hash-age" : "hash-score"), "in_experiment"));
+        json_decref(a);
+        json_decref(b);
+    }
+    /* units are hashed by their age and score (numbers, never 0): all in */
+    assert_int_equal(hashed_numbers[0], 75);
+    assert_int_equal(hashed_numbers[1], 75);
+}
+
 static void test_readiness_reload_and_rejections(void **state)
 {
     (void)state;
@@ -526,6 +625,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_answers_match_the_core, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_all_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_read_two_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readiness_reload_and_rejections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sdk_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_up_mounts_the_assign_node, setup, teardown),

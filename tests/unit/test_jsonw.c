@@ -74,7 +74,7 @@ static void shortest(double v, char *out, size_t len)
             break;
     }
     if (strpbrk(out, ".eEn") == NULL)
-        strcat(out, ".0");
+        snprintf(out + strlen(out), len - strlen(out), ".0");
 }
 
 /* Every bucket a hash gives (k / 10^4), and such values with whole parts and signs. */
