@@ -164,8 +164,22 @@ struct path_part {
 enum cl_kind { CL_PATH, CL_AND, CL_OR, CL_NOR, CL_NOT };
 
 /* One key of a condition object. */
+/*
+ * The commonest tests of one attribute, which a flat condition decides from an indexed
+ * attribute of the type they expect (a string, or a number) without the general evaluator.
+ */
+enum quick {
+    Q_NONE,
+    Q_STR_EQ, /* "attr": "text", or {"$eq": "text"} */
+    Q_STR_NE, /* {"$ne": "text"} */
+    Q_STR_IN, /* {"$in": [...]} or {"$nin": [...]}, not caseless */
+    Q_NUM_CMP /* {"$lt" | "$lte" | "$gt" | "$gte": number} */
+};
+
 struct clause {
     enum cl_kind kind;
+    enum quick quick;    /* CL_PATH */
+    const struct op *op; /* Q_STR_EQ from $eq, Q_STR_NE, Q_STR_IN, Q_NUM_CMP: the one operator */
     struct cnode *subs; /* CL_AND, CL_OR, CL_NOR: nsubs conditions; CL_NOT: one */
     size_t nsubs;
     struct path_part *parts; /* CL_PATH: the dot-separated attribute path */
@@ -1260,16 +1274,27 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
     }
 }
 
+/* assign_attrs_find for names longer than a tag holds: out of line, so that the scan for
+ * short names (most) is a loop over tags that needs no registers saved. */
+__attribute__((noinline)) static const struct assign_attr *
+find_long(const struct assign_attrs *a, const char *name, size_t len, uint64_t tag)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        const struct assign_attr *it = &a->items[i];
+        if (a->tags[i] == tag && it->len == len && bytes_cmp(it->name + 7, name + 7, len - 7) == 0)
+            return it;
+    }
+    return NULL;
+}
+
 const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const char *name,
                                             size_t len, uint64_t tag)
 {
-    for (size_t i = 0; i < a->n; i++) {
-        if (a->tags[i] != tag)
-            continue;
-        const struct assign_attr *it = &a->items[i];
-        if (len <= 7 || (it->len == len && bytes_cmp(it->name + 7, name + 7, len - 7) == 0))
-            return it;
-    }
+    if (len > 7)
+        return find_long(a, name, len, tag);
+    for (size_t i = 0; i < a->n; i++)
+        if (a->tags[i] == tag) /* equal tags: equal names of up to 7 bytes */
+            return &a->items[i];
     return NULL;
 }
 
@@ -1347,7 +1372,27 @@ int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_a
     for (size_t i = 0; i < cond->root.n; i++) {
         const struct clause *cl = &cond->root.clauses[i];
         const struct path_part *pp = cl->parts;
-        if (!eval_vtest_attr(&cl->test, assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag)))
+        const struct assign_attr *it = assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag);
+        int str = it != NULL && it->type == JSON_STRING;
+        int num = it != NULL && (it->type == JSON_INTEGER || it->type == JSON_REAL);
+        int ok;
+        if (str && cl->quick == Q_STR_EQ) {
+            ok = str_eq((struct str){it->str, it->str_len},
+                        cl->op != NULL ? cl->op->u.val.s : cl->test.u.str.s);
+        } else if (str && cl->quick == Q_STR_NE) {
+            ok = !str_eq((struct str){it->str, it->str_len}, cl->op->u.val.s);
+        } else if (str && cl->quick == Q_STR_IN) {
+            const struct inset *set = &cl->op->u.set;
+            ok = in_strs_tagged(set->strs, set->nstr, (struct str){it->str, it->str_len},
+                                it->str_tag) == (cl->op->code == OP_IN);
+        } else if (num && cl->quick == Q_NUM_CMP) {
+            double x = it->num, y = cl->op->u.prim.num; /* false with NaN, as in JavaScript */
+            enum opcode c = cl->op->code;
+            ok = c == OP_LT ? x < y : c == OP_LTE ? x <= y : c == OP_GT ? x > y : x >= y;
+        } else {
+            ok = eval_vtest_attr(&cl->test, it);
+        }
+        if (!ok)
             return 0;
     }
     return 1;
@@ -1946,6 +1991,41 @@ Exit:
     return rc;
 }
 
+/* The quick form of a path clause's test, if it has one. */
+static void set_quick(struct clause *cl)
+{
+    const struct vtest *t = &cl->test;
+    if (t->kind == VT_STR && t->u.str.fold == NULL) {
+        cl->quick = Q_STR_EQ;
+        return;
+    }
+    if (t->kind != VT_OPS || t->u.ops.n != 1)
+        return;
+    const struct op *op = &t->u.ops.ops[0];
+    cl->op = op;
+    switch (op->code) {
+    case OP_EQ:
+    case OP_NE:
+        if (op->u.val.type == V_STR)
+            cl->quick = op->code == OP_EQ ? Q_STR_EQ : Q_STR_NE;
+        break;
+    case OP_IN:
+    case OP_NIN:
+        if (!op->u.set.caseless)
+            cl->quick = Q_STR_IN;
+        break;
+    case OP_LT:
+    case OP_LTE:
+    case OP_GT:
+    case OP_GTE:
+        if (!op->u.prim.is_str)
+            cl->quick = Q_NUM_CMP;
+        break;
+    default:
+        break;
+    }
+}
+
 enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_groups,
                                 struct assign_cond **out, struct ab_errinfo *ei)
 {
@@ -1961,10 +2041,13 @@ enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_gro
     *out = NULL;
     enum ab_err rc = compile_cond(&cc, condition, &cc.cond->root);
     if (rc == AB_OK) {
-        const struct cnode *root = &cc.cond->root;
+        struct cnode *root = &cc.cond->root;
         cc.cond->flat = 1;
-        for (size_t i = 0; i < root->n; i++)
+        for (size_t i = 0; i < root->n; i++) {
             cc.cond->flat &= root->clauses[i].kind == CL_PATH && root->clauses[i].nparts == 1;
+            if (root->clauses[i].kind == CL_PATH)
+                set_quick(&root->clauses[i]);
+        }
         *out = cc.cond;
         cc.cond = NULL;
     }

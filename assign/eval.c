@@ -549,21 +549,50 @@ int assign_filters_exclude(const struct assign_filter *filters, size_t count,
 }
 
 /*
+ * The text of the hash attribute last looked up: experiments of one request mostly hash the
+ * same attribute, looked up once for all of them.
+ */
+struct hash_text {
+    const char *name; /* NULL: nothing looked up yet */
+    size_t name_len;
+    const char *text; /* may be buf */
+    size_t len;
+    const json_t *value;
+    char buf[32];
+};
+
+static const char *hash_attribute_text(const struct assign_experiment *e,
+                                       const struct assign_context *ctx, struct hash_text *h,
+                                       size_t *len, const json_t **value)
+{
+    if (h->name == NULL || h->name_len != e->hash_attribute_len ||
+        memcmp(h->name, e->hash_attribute, h->name_len) != 0) {
+        h->name = e->hash_attribute;
+        h->name_len = e->hash_attribute_len;
+        h->text = attribute_text(ctx, e->hash_attribute, e->hash_attribute_len,
+                                 e->hash_attribute_tag, h->buf, &h->len, &h->value);
+    }
+    *len = h->len;
+    *value = h->value;
+    return h->text;
+}
+
+/*
  * run() up to the hash: 1 when the unit is to be hashed (*text, *len: the text hashed, which may
- * be buf; *ranges: the ranges chosen from, bandit[16] when a contextual bandit set them, so bandit
- * may be NULL only when e has none), 0 when res is final.
+ * be buf or in h; *ranges: the ranges chosen from, bandit[16] when a contextual bandit set them,
+ * so bandit may be NULL only when e has none), 0 when res is final.
  */
 static int run_gates(const struct assign_experiment *e, const struct assign_context *ctx,
-                     struct assign_result *res, char *buf, const char **text_out, size_t *len_out,
-                     struct assign_range *bandit, const struct assign_range **ranges)
+                     struct assign_result *res, struct hash_text *h, char *buf,
+                     const char **text_out, size_t *len_out, struct assign_range *bandit,
+                     const struct assign_range **ranges)
 {
     memset(res, 0, offsetof(struct assign_result, bandit_weights));
     res->hash_attribute = e->hash_attribute;
     const json_t *attrs = ctx->attributes;
     const json_t *hv;
     size_t len = 0;
-    const char *text = attribute_text(ctx, e->hash_attribute, e->hash_attribute_len,
-                                      e->hash_attribute_tag, buf, &len, &hv);
+    const char *text = hash_attribute_text(e, ctx, h, &len, &hv);
     res->hash_value = text != NULL ? hv : NULL;
 
     if (e->nvariations < 2)
@@ -655,11 +684,12 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
                 struct assign_result *res)
 {
     char buf[32];
+    struct hash_text h = {0};
     const char *text;
     size_t len;
     struct assign_range bandit[16];
     const struct assign_range *ranges;
-    if (run_gates(e, ctx, res, buf, &text, &len, bandit, &ranges))
+    if (run_gates(e, ctx, res, &h, buf, &text, &len, bandit, &ranges))
         run_bucketed(e, ctx, res, unit_hash(e, text, len), ranges);
 }
 
@@ -667,6 +697,7 @@ void assign_run_many(const struct assign_experiment *const *exps, size_t n,
                      const struct assign_context *ctx, struct assign_result *res)
 {
     enum { BATCH = 32 };
+    struct hash_text h = {0};
     for (size_t base = 0; base < n; base += BATCH) {
         size_t m = n - base < BATCH ? n - base : BATCH;
         uint32_t states[BATCH];
@@ -683,10 +714,11 @@ void assign_run_many(const struct assign_experiment *const *exps, size_t n,
                 assign_run(e, ctx, &res[i]);
                 continue;
             }
-            if (!run_gates(e, ctx, &res[i], buf, &text, &len, NULL, &ranges))
+            if (!run_gates(e, ctx, &res[i], &h, buf, &text, &len, NULL, &ranges))
                 continue;
-            /* batched: version 2 over the one text (an attribute's string) the batch hashes */
-            if (text == buf || (q > 0 && (text != qtext || len != qlen))) {
+            /* batched: version 2 over the one text (an attribute's string) the batch hashes;
+             * texts written into buffers, which the next experiment may reuse, are hashed now */
+            if (text == buf || text == h.buf || (q > 0 && (text != qtext || len != qlen))) {
                 run_bucketed(e, ctx, &res[i], unit_hash(e, text, len), ranges);
                 continue;
             }

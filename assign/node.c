@@ -530,11 +530,21 @@ static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
 #undef TEXT
 }
 
-/* unit[0..len) as a JSON string into *out (the caller disposes it). */
-static void unit_json(struct ab_jsonw *out, const char *unit, size_t len)
+#define UNIT_JSON_MAX (6 * UNIT_MAX + 2) /* every byte escaped as \u00XX, and the quotes */
+
+/* unit[0..len) as a JSON string into *out, in buf (the caller disposes out). */
+static void unit_json(struct ab_jsonw *out, char buf[UNIT_JSON_MAX + 1], const char *unit,
+                      size_t len)
 {
-    ab_jsonw_init(out, (size_t)8 * UNIT_MAX);
+    ab_jsonw_init_in(out, buf, UNIT_JSON_MAX, UNIT_JSON_MAX);
     ab_jsonw_str(out, unit, len);
+}
+
+/* A writer for an answer of about size bytes, in the request's memory. */
+static void answer_writer(struct ab_http_req *req, struct ab_jsonw *w, size_t size)
+{
+    size = size < RESPONSE_MAX ? size : RESPONSE_MAX;
+    ab_jsonw_init_in(w, ab_http_alloc(req, size + 1), size, RESPONSE_MAX);
 }
 
 /* Sends what w holds, or a 500 when it outgrew its cap. Disposes w. */
@@ -542,6 +552,8 @@ static void send_written(struct ab_http_req *req, struct ab_jsonw *w)
 {
     if (w->failed)
         ab_http_send_error(req, AB_ERR_INTERNAL, NULL, "the answer exceeds %zu bytes", w->max);
+    else if (!w->owned) /* still in the request's memory */
+        ab_http_send_kept(req, 200, "application/json", w->buf, w->len);
     else
         ab_http_send(req, 200, "application/json", w->buf, w->len);
     ab_jsonw_dispose(w);
@@ -636,8 +648,9 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
             struct assign_result res;
             evaluate(e, &index, &res);
             struct ab_jsonw w, u;
-            ab_jsonw_init(&w, RESPONSE_MAX);
-            unit_json(&u, unit, strlen(unit));
+            char ubuf[UNIT_JSON_MAX + 1];
+            unit_json(&u, ubuf, unit, strlen(unit));
+            answer_writer(req, &w, e->head.len + u.len + 512);
             write_assignment(&w, e, &u, &res);
             ab_jsonw_dispose(&u);
             send_written(req, &w);
@@ -778,13 +791,13 @@ static void answer_post(struct ab_http_req *req, const struct assign_snap *snap,
                         const struct post_list *list)
 {
     struct ab_jsonw w, u;
-    ab_jsonw_init(&w, RESPONSE_MAX);
-    unit_json(&u, unit, ulen);
+    char ubuf[UNIT_JSON_MAX + 1];
+    unit_json(&u, ubuf, unit, ulen);
+    size_t count = list->keys != NULL || list->arr != NULL ? list->n : snap->nrunning;
+    answer_writer(req, &w, 64 + count * (u.len + 256)); /* about what an item takes */
     ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
     ab_jsonw_int(&w, snap->version);
     ab_jsonw_raw(&w, ",\"assignments\":[", 16);
-    size_t count = list->keys != NULL || list->arr != NULL ? list->n : snap->nrunning;
-    ab_jsonw_reserve(&w, count * (u.len + 256)); /* about what an item takes */
     int failed = 0;
     enum { CHUNK = 64 }; /* experiments evaluated together */
     struct assign_context ctx = {.attributes = index->obj, .index = index};

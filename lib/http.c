@@ -250,8 +250,9 @@ void ab_http_add_header(struct ab_http_req *req, const char *name, const char *v
     h2o_add_header_by_str(&r->pool, &r->res.headers, lower, nlen, 1, NULL, v.base, v.len);
 }
 
-void ab_http_send(struct ab_http_req *req, int status, const char *content_type, const char *body,
-                  size_t len)
+/* Sends the response; copy: body must be copied (it does not outlive the call). */
+static void respond(struct ab_http_req *req, int status, const char *content_type, const char *body,
+                    size_t len, int copy)
 {
     h2o_req_t *r = req->h2o;
     if (req->responded) {
@@ -269,7 +270,30 @@ void ab_http_send(struct ab_http_req *req, int status, const char *content_type,
                    strlen(content_type));
     record(req->w, req->pattern_id, status,
            ab_clock_mono_ns(req->w->srv->cfg.clock) - req->start_ns);
-    h2o_send_inline(r, body, len);
+    if (copy) {
+        h2o_send_inline(r, body, len);
+        return;
+    }
+    /* h2o_send_inline without its copy: the body outlives the send */
+    static h2o_generator_t generator = {NULL, NULL};
+    h2o_iovec_t buf = h2o_iovec_init(body, len);
+    h2o_start_response(r, &generator);
+    if (h2o_memis(r->input.method.base, r->input.method.len, H2O_STRLIT("HEAD")))
+        h2o_send(r, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(r, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+void ab_http_send(struct ab_http_req *req, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    respond(req, status, content_type, body, len, 1);
+}
+
+void ab_http_send_kept(struct ab_http_req *req, int status, const char *content_type,
+                       const char *body, size_t len)
+{
+    respond(req, status, content_type, body, len, 0);
 }
 
 void ab_http_send_json(struct ab_http_req *req, int status, json_t *doc)

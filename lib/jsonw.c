@@ -10,17 +10,26 @@
 
 void ab_jsonw_init(struct ab_jsonw *w, size_t max)
 {
-    w->cap = 512 < max ? 512 : max;
-    w->buf = ab_mem_realloc(NULL, w->cap + 1);
+    size_t cap = 512 < max ? 512 : max;
+    ab_jsonw_init_in(w, ab_mem_realloc(NULL, cap + 1), cap, max);
+    w->owned = 1;
+}
+
+void ab_jsonw_init_in(struct ab_jsonw *w, char *buf, size_t cap, size_t max)
+{
+    w->buf = buf;
     w->buf[0] = '\0';
     w->len = 0;
+    w->cap = cap < max ? cap : max;
     w->max = max;
     w->failed = 0;
+    w->owned = 0;
 }
 
 void ab_jsonw_dispose(struct ab_jsonw *w)
 {
-    free(w->buf);
+    if (w->owned)
+        free(w->buf);
     w->buf = NULL;
 }
 
@@ -36,7 +45,14 @@ static int reserve(struct ab_jsonw *w, size_t n)
     if (w->len + n > w->cap) {
         size_t cap = w->cap * 2 > w->len + n ? w->cap * 2 : w->len + n;
         w->cap = cap < w->max ? cap : w->max;
-        w->buf = ab_mem_realloc(w->buf, w->cap + 1);
+        if (w->owned) {
+            w->buf = ab_mem_realloc(w->buf, w->cap + 1);
+        } else { /* leave the caller's buffer */
+            char *heap = ab_mem_realloc(NULL, w->cap + 1);
+            memcpy(heap, w->buf, w->len + 1);
+            w->buf = heap;
+            w->owned = 1;
+        }
     }
     return 0;
 }
@@ -114,17 +130,32 @@ void ab_jsonw_int(struct ab_jsonw *w, long long v)
     ab_jsonw_raw(w, p, (size_t)(end - p));
 }
 
+static const char PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930"
+                            "31323334353637383940414243444546474849505152535455565758596061"
+                            "6263646566676869707172737475767778798081828384858687888990919293"
+                            "949596979899";
+
+/* The decimals of frac / 10^4 (0 < frac < 10^4) without trailing zeros into d; their count. */
+static size_t decimals4(unsigned frac, char d[4])
+{
+    const char *hi = &PAIRS[(size_t)2 * (frac / 100)], *lo = &PAIRS[(size_t)2 * (frac % 100)];
+    d[0] = hi[0];
+    d[1] = hi[1];
+    d[2] = lo[0];
+    d[3] = lo[1];
+    size_t n = 4;
+    while (d[n - 1] == '0')
+        n--;
+    return n;
+}
+
 /*
- * Fast path for values with at most 4 decimals (every bucket a hash gives): when k / 10^4
- * reads back as v, "k / 10^4" with its trailing zeros dropped is v's shortest text. Writes it so
- * that it ends at end and returns where it starts, or returns NULL when v is not such a value.
+ * Fast path for values with at most 4 decimals: when k / 10^4 reads back as v, "k / 10^4" with
+ * its trailing zeros dropped is v's shortest text. Writes it so that it ends at end and returns
+ * where it starts, or returns NULL when v is not such a value.
  */
 static char *format_short_decimal(double v, char *end)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
-                                "31323334353637383940414243444546474849505152535455565758596061"
-                                "6263646566676869707172737475767778798081828384858687888990919293"
-                                "949596979899";
     double a = fabs(v);
     if (!(a < 1e11))
         return NULL;
@@ -135,14 +166,11 @@ static char *format_short_decimal(double v, char *end)
     char *p = end;
     if (frac == 0) {
         *--p = '0';
-    } else { /* the four decimals, then drop the trailing zeros */
-        const char *hi = &pairs[(size_t)2 * (frac / 100)], *lo = &pairs[(size_t)2 * (frac % 100)];
-        char d[4] = {hi[0], hi[1], lo[0], lo[1]};
-        int n = 4;
-        while (d[n - 1] == '0')
-            n--;
+    } else {
+        char d[4];
+        size_t n = decimals4(frac, d);
         p -= n;
-        memcpy(p, d, (size_t)n);
+        memcpy(p, d, n);
     }
     *--p = '.';
     p = format_uint(k / 10000, p);
@@ -153,6 +181,21 @@ static char *format_short_decimal(double v, char *end)
 
 void ab_jsonw_double(struct ab_jsonw *w, double v)
 {
+    if (v >= 0 && v < 1) { /* a bucket a hash gives, most often: written in one store */
+        unsigned k = (unsigned)(v * 10000 + 0.5);
+        if (k < 10000 && (double)k / 10000 == v) {
+            char t[8] = {'0', '.', '0'};
+            size_t n = k == 0 ? 3 : 2 + decimals4(k, t + 2);
+            if (!w->failed && w->cap - w->len >= sizeof(t)) {
+                memcpy(w->buf + w->len, t, sizeof(t));
+                w->len += n;
+                w->buf[w->len] = '\0';
+            } else {
+                ab_jsonw_raw(w, t, n);
+            }
+            return;
+        }
+    }
     if (!isfinite(v)) {
         ab_jsonw_raw(w, "null", 4);
         return;

@@ -148,6 +148,13 @@ void ab_http_add_header(struct ab_http_req *req, const char *name, const char *v
 void ab_http_send(struct ab_http_req *req, int status, const char *content_type, const char *body,
                   size_t len);
 
+/*
+ * ab_http_send for a body that lives as long as the request (from ab_http_alloc, or static): not
+ * copied.
+ */
+void ab_http_send_kept(struct ab_http_req *req, int status, const char *content_type,
+                       const char *body, size_t len);
+
 /* Sends doc as compact JSON with status; takes over the reference to doc. */
 void ab_http_send_json(struct ab_http_req *req, int status, json_t *doc);
 

@@ -12,17 +12,24 @@
 #include <string.h>
 
 struct ab_jsonw {
-    char *buf;  /* heap, owned; NUL-terminated when not failed */
+    char *buf; /* NUL-terminated when not failed; heap unless the caller's (ab_jsonw_init_in) */
     size_t len;
     size_t cap; /* len <= cap <= max; buf holds cap + 1 bytes */
     size_t max; /* the output may not grow past this many bytes */
     int failed; /* set once the output would pass max; later writes are ignored */
+    int owned;  /* buf is the writer's (heap), not the caller's */
 };
 
 /* An empty writer whose output may grow to max bytes. */
 void ab_jsonw_init(struct ab_jsonw *w, size_t max);
 
-/* Frees the buffer. Accepts a writer that failed. */
+/*
+ * ab_jsonw_init writing into the caller's buf[cap + 1] (stack or request memory), which saves
+ * allocating for output that fits; past cap the writer moves to a heap buffer of its own.
+ */
+void ab_jsonw_init_in(struct ab_jsonw *w, char *buf, size_t cap, size_t max);
+
+/* Frees the buffer (unless it is the caller's). Accepts a writer that failed. */
 void ab_jsonw_dispose(struct ab_jsonw *w);
 
 /* Makes room for n more bytes at once (up to max), for a writer that knows its size roughly. */

@@ -98,6 +98,30 @@ static void test_short_decimals(void **state)
     }
 }
 
+/* A writer in the caller's buffer stays there while the output fits, then moves to the heap. */
+static void test_callers_buffer(void **state)
+{
+    (void)state;
+    char buf[9];
+    struct ab_jsonw w;
+    ab_jsonw_init_in(&w, buf, 8, 64);
+    ab_jsonw_raw(&w, "[1,2,3", 6);
+    ab_jsonw_int(&w, 4);
+    assert_ptr_equal(w.buf, buf);
+    assert_false(w.owned);
+    assert_string_equal(buf, "[1,2,34");
+    ab_jsonw_raw(&w, ",5]", 3);
+    assert_true(w.owned);
+    assert_ptr_not_equal(w.buf, buf);
+    assert_string_equal(w.buf, "[1,2,34,5]");
+    ab_jsonw_dispose(&w);
+    ab_jsonw_init_in(&w, buf, 8, 4);
+    ab_jsonw_raw(&w, "12345", 5);
+    assert_true(w.failed);
+    assert_false(w.owned);
+    ab_jsonw_dispose(&w);
+}
+
 static void test_cap(void **state)
 {
     (void)state;
@@ -119,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_strings_escape_and_roundtrip),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_short_decimals),
+        cmocka_unit_test(test_callers_buffer),
         cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
