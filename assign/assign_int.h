@@ -94,6 +94,8 @@ struct assign_experiment {
     struct assign_filter *filters;
     size_t nfilters;
     struct assign_cond *condition; /* NULL: everyone */
+    uint32_t condition_class;      /* > 0: experiments of a snapshot with the same condition
+                                      share it, and assign_run_many evaluates it once; 0: none */
     struct assign_parent *parents;
     size_t nparents;
     struct assign_override *overrides; /* sorted by unit (strcmp) for bsearch */

@@ -164,22 +164,9 @@ struct path_part {
 enum cl_kind { CL_PATH, CL_AND, CL_OR, CL_NOR, CL_NOT };
 
 /* One key of a condition object. */
-/*
- * The commonest tests of one attribute, which a flat condition decides from an indexed
- * attribute of the type they expect (a string, or a number) without the general evaluator.
- */
-enum quick {
-    Q_NONE,
-    Q_STR_EQ, /* "attr": "text", or {"$eq": "text"} */
-    Q_STR_NE, /* {"$ne": "text"} */
-    Q_STR_IN, /* {"$in": [...]} or {"$nin": [...]}, not caseless */
-    Q_NUM_CMP /* {"$lt" | "$lte" | "$gt" | "$gte": number} */
-};
-
 struct clause {
     enum cl_kind kind;
-    enum quick quick;    /* CL_PATH */
-    const struct op *op; /* Q_STR_EQ from $eq, Q_STR_NE, Q_STR_IN, Q_NUM_CMP: the one operator */
+    const struct op *op; /* CL_PATH of the root: the test's only operator, if it has one alone */
     struct cnode *subs; /* CL_AND, CL_OR, CL_NOR: nsubs conditions; CL_NOT: one */
     size_t nsubs;
     struct path_part *parts; /* CL_PATH: the dot-separated attribute path */
@@ -603,7 +590,7 @@ static struct str val_str(struct val v)
 
 /*
  * The value of an indexed attribute (NULL: missing), from what indexing read: no call into
- * jansson, and strings need no JSON value (attributes read by assign_attrs_scalars have none).
+ * jansson, and strings need no JSON value (attributes read by assign_post_read have none).
  */
 static struct val val_of_attr(const struct assign_attr *it)
 {
@@ -1345,13 +1332,16 @@ static int eval_op_scalar(const struct op *op, struct val v, struct str s, uint6
     return eval_op(op, v);
 }
 
-/* eval_vtest of the attribute it (NULL: missing), read as indexing left it. */
-static int eval_vtest_attr(const struct vtest *t, const struct assign_attr *it)
+/* eval_vtest of cl's test on the attribute it (NULL: missing), read as indexing left it. */
+static int eval_clause_attr(const struct clause *cl, const struct assign_attr *it)
 {
+    const struct vtest *t = &cl->test;
     struct val v = val_of_attr(it);
     if (v.type != V_STR && v.type != V_NUM)
         return eval_vtest(t, v);
     struct str s = {it->str, it->str_len};
+    if (cl->op != NULL)
+        return eval_op_scalar(cl->op, v, s, it->str_tag);
     if (t->kind == VT_STR && v.type == V_STR)
         return str_eq(s, t->u.str.s);
     if (t->kind != VT_OPS)
@@ -1372,27 +1362,7 @@ int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_a
     for (size_t i = 0; i < cond->root.n; i++) {
         const struct clause *cl = &cond->root.clauses[i];
         const struct path_part *pp = cl->parts;
-        const struct assign_attr *it = assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag);
-        int str = it != NULL && it->type == JSON_STRING;
-        int num = it != NULL && (it->type == JSON_INTEGER || it->type == JSON_REAL);
-        int ok;
-        if (str && cl->quick == Q_STR_EQ) {
-            ok = str_eq((struct str){it->str, it->str_len},
-                        cl->op != NULL ? cl->op->u.val.s : cl->test.u.str.s);
-        } else if (str && cl->quick == Q_STR_NE) {
-            ok = !str_eq((struct str){it->str, it->str_len}, cl->op->u.val.s);
-        } else if (str && cl->quick == Q_STR_IN) {
-            const struct inset *set = &cl->op->u.set;
-            ok = in_strs_tagged(set->strs, set->nstr, (struct str){it->str, it->str_len},
-                                it->str_tag) == (cl->op->code == OP_IN);
-        } else if (num && cl->quick == Q_NUM_CMP) {
-            double x = it->num, y = cl->op->u.prim.num; /* false with NaN, as in JavaScript */
-            enum opcode c = cl->op->code;
-            ok = c == OP_LT ? x < y : c == OP_LTE ? x <= y : c == OP_GT ? x > y : x >= y;
-        } else {
-            ok = eval_vtest_attr(&cl->test, it);
-        }
-        if (!ok)
+        if (!eval_clause_attr(cl, assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag)))
             return 0;
     }
     return 1;
@@ -1991,41 +1961,6 @@ Exit:
     return rc;
 }
 
-/* The quick form of a path clause's test, if it has one. */
-static void set_quick(struct clause *cl)
-{
-    const struct vtest *t = &cl->test;
-    if (t->kind == VT_STR && t->u.str.fold == NULL) {
-        cl->quick = Q_STR_EQ;
-        return;
-    }
-    if (t->kind != VT_OPS || t->u.ops.n != 1)
-        return;
-    const struct op *op = &t->u.ops.ops[0];
-    cl->op = op;
-    switch (op->code) {
-    case OP_EQ:
-    case OP_NE:
-        if (op->u.val.type == V_STR)
-            cl->quick = op->code == OP_EQ ? Q_STR_EQ : Q_STR_NE;
-        break;
-    case OP_IN:
-    case OP_NIN:
-        if (!op->u.set.caseless)
-            cl->quick = Q_STR_IN;
-        break;
-    case OP_LT:
-    case OP_LTE:
-    case OP_GT:
-    case OP_GTE:
-        if (!op->u.prim.is_str)
-            cl->quick = Q_NUM_CMP;
-        break;
-    default:
-        break;
-    }
-}
-
 enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_groups,
                                 struct assign_cond **out, struct ab_errinfo *ei)
 {
@@ -2045,8 +1980,9 @@ enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_gro
         cc.cond->flat = 1;
         for (size_t i = 0; i < root->n; i++) {
             cc.cond->flat &= root->clauses[i].kind == CL_PATH && root->clauses[i].nparts == 1;
-            if (root->clauses[i].kind == CL_PATH)
-                set_quick(&root->clauses[i]);
+            struct clause *cl = &root->clauses[i];
+            if (cl->kind == CL_PATH && cl->test.kind == VT_OPS && cl->test.u.ops.n == 1)
+                cl->op = &cl->test.u.ops.ops[0];
         }
         *out = cc.cond;
         cc.cond = NULL;

@@ -548,21 +548,42 @@ int assign_filters_exclude(const struct assign_filter *filters, size_t count,
     return 0;
 }
 
+#define COND_MEMO 64 /* conditions (classes) remembered per unit, by class modulo this */
+
 /*
- * The text of the hash attribute last looked up: experiments of one request mostly hash the
- * same attribute, looked up once for all of them.
+ * What the evaluations of one unit in many experiments share: the text of the hash attribute
+ * last looked up (experiments mostly hash the same one), and the results of the conditions
+ * tested so far by condition_class. Zeroed: nothing known yet.
  */
-struct hash_text {
-    const char *name; /* NULL: nothing looked up yet */
+struct unit_memo {
+    const char *name; /* of the hash attribute looked up; NULL: none yet */
     size_t name_len;
     const char *text; /* may be buf */
     size_t len;
     const json_t *value;
     char buf[32];
+    uint32_t cond_class[COND_MEMO]; /* 0: empty */
+    unsigned char cond_holds[COND_MEMO];
 };
 
+/* Whether the unit meets e's condition (which e has), from the memo when it has the answer. */
+static int condition_holds(const struct assign_experiment *e, const struct assign_context *ctx,
+                           struct unit_memo *h)
+{
+    size_t slot = e->condition_class % COND_MEMO;
+    if (e->condition_class != 0 && h->cond_class[slot] == e->condition_class)
+        return h->cond_holds[slot];
+    int ok = ctx->index != NULL ? assign_cond_eval_attrs(e->condition, ctx->index)
+                                : assign_cond_eval(e->condition, ctx->attributes);
+    if (e->condition_class != 0) {
+        h->cond_class[slot] = e->condition_class;
+        h->cond_holds[slot] = (unsigned char)ok;
+    }
+    return ok;
+}
+
 static const char *hash_attribute_text(const struct assign_experiment *e,
-                                       const struct assign_context *ctx, struct hash_text *h,
+                                       const struct assign_context *ctx, struct unit_memo *h,
                                        size_t *len, const json_t **value)
 {
     if (h->name == NULL || h->name_len != e->hash_attribute_len ||
@@ -579,17 +600,17 @@ static const char *hash_attribute_text(const struct assign_experiment *e,
 
 /*
  * run() up to the hash: 1 when the unit is to be hashed (*text, *len: the text hashed, which may
- * be buf or in h; *ranges: the ranges chosen from, bandit[16] when a contextual bandit set them,
- * so bandit may be NULL only when e has none), 0 when res is final.
+ * be buf or in h, which remembers what experiments of one unit share; *ranges: the ranges chosen
+ * from, bandit[16] when a contextual bandit set them, so bandit may be NULL only when e has none),
+ * 0 when res is final.
  */
 static int run_gates(const struct assign_experiment *e, const struct assign_context *ctx,
-                     struct assign_result *res, struct hash_text *h, char *buf,
+                     struct assign_result *res, struct unit_memo *h, char *buf,
                      const char **text_out, size_t *len_out, struct assign_range *bandit,
                      const struct assign_range **ranges)
 {
     memset(res, 0, offsetof(struct assign_result, bandit_weights));
     res->hash_attribute = e->hash_attribute;
-    const json_t *attrs = ctx->attributes;
     const json_t *hv;
     size_t len = 0;
     const char *text = hash_attribute_text(e, ctx, h, &len, &hv);
@@ -639,9 +660,7 @@ static int run_gates(const struct assign_experiment *e, const struct assign_cont
                                     e->ns_end)) {
         return not_in(res, ASSIGN_NAMESPACE);
     }
-    if (e->condition != NULL &&
-        !(ctx->index != NULL ? assign_cond_eval_attrs(e->condition, ctx->index)
-                             : assign_cond_eval(e->condition, attrs)))
+    if (e->condition != NULL && !condition_holds(e, ctx, h))
         return not_in(res, ASSIGN_CONDITION);
     if (e->nparents > 0 && !prerequisites_pass(e, ctx))
         return not_in(res, ASSIGN_PREREQUISITE);
@@ -684,7 +703,7 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
                 struct assign_result *res)
 {
     char buf[32];
-    struct hash_text h = {0};
+    struct unit_memo h = {0};
     const char *text;
     size_t len;
     struct assign_range bandit[16];
@@ -697,7 +716,7 @@ void assign_run_many(const struct assign_experiment *const *exps, size_t n,
                      const struct assign_context *ctx, struct assign_result *res)
 {
     enum { BATCH = 32 };
-    struct hash_text h = {0};
+    struct unit_memo h = {0};
     for (size_t base = 0; base < n; base += BATCH) {
         size_t m = n - base < BATCH ? n - base : BATCH;
         uint32_t states[BATCH];

@@ -167,6 +167,44 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t
     return AB_OK;
 }
 
+struct cond_text {
+    char *text; /* the condition as compact JSON, keys in their order */
+    struct assign_experiment *exp;
+};
+
+static int cmp_cond_text(const void *a, const void *b)
+{
+    return strcmp(((const struct cond_text *)a)->text, ((const struct cond_text *)b)->text);
+}
+
+/*
+ * Numbers the distinct conditions of the snapshot's experiments (condition_class), so that a
+ * unit is tested once against a condition that many experiments share (an audience). Equal
+ * means the same JSON text, keys in the same order: object literals compare in key order.
+ */
+static void class_conditions(const struct ab_snapshot *s, struct assign_snap *snap)
+{
+    struct cond_text *t = ab_mem_calloc(snap->nentries + 1, sizeof(*t));
+    size_t n = 0;
+    for (size_t i = 0; i < snap->nentries; i++) {
+        char *text = s->experiments[i].condition != NULL && snap->entries[i].exp->condition != NULL
+                         ? json_dumps(s->experiments[i].condition, JSON_COMPACT)
+                         : NULL;
+        if (text != NULL)
+            t[n++] = (struct cond_text){text, snap->entries[i].exp};
+    }
+    qsort(t, n, sizeof(*t), cmp_cond_text);
+    uint32_t cls = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || strcmp(t[i].text, t[i - 1].text) != 0)
+            cls++;
+        t[i].exp->condition_class = cls;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(t[i].text);
+    free(t);
+}
+
 enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap **out,
                                 struct ab_errinfo *ei)
 {
@@ -192,6 +230,7 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
         if (rc != AB_OK)
             goto Exit;
     }
+    class_conditions(s, snap);
     snap->scalar_attributes_ok = 1;
     for (size_t i = 0; i < snap->nentries; i++)
         snap->scalar_attributes_ok &=

@@ -452,6 +452,10 @@ static void test_post_read_two_ways(void **state)
         {"by-score", "{\"score\":{\"$lt\":50}}"},
         {"by-pro", "{\"pro\":true}"},
         {"by-gone", "{\"gone\":{\"$exists\":false},\"id\":{\"$ne\":\"x\"}}"},
+        /* the same condition as by-age (evaluated once per unit), and nearly the same */
+        {"by-age-again", "{\"age\":{\"$gte\":40}}"},
+        {"by-age-41", "{\"age\":{\"$gte\":41}}"},
+        {"by-age-or-set", "{\"age\":{\"$gte\":40},\"country\":{\"$in\":[\"FR\",\"DE\"]}}"},
     };
     double half[2] = {0.5, 0.5};
     for (size_t t = 0; t < sizeof(TARGETED) / sizeof(TARGETED[0]); t++) {
@@ -490,7 +494,8 @@ static void test_post_read_two_ways(void **state)
         json_t *a = post_json(plain), *b = post_json(escaped);
         if (!json_equal(a, b))
             fail_msg("%s and %s answer differently", plain, escaped);
-        const int want[] = {u % 3 != 2, age >= 40, u < 50, pro, 1};
+        const int want[] = {u % 3 != 2, age >= 40, u < 50,    pro,
+                            1,          age >= 40, age >= 41, age >= 40 && u % 3 != 2};
         size_t n = list[0] != '\0' ? 2 : sizeof(want) / sizeof(want[0]);
         for (size_t t = 0; t < n; t++) {
             const json_t *x = assignment(a, TARGETED[t][0]);
