@@ -558,6 +558,7 @@ int assign_filters_exclude(const struct assign_filter *filters, size_t count,
 struct unit_memo {
     const char *name; /* of the hash attribute looked up; NULL: none yet */
     size_t name_len;
+    uint64_t tag;     /* assign_attr_tag of name */
     const char *text; /* may be buf */
     size_t len;
     const json_t *value;
@@ -586,10 +587,12 @@ static const char *hash_attribute_text(const struct assign_experiment *e,
                                        const struct assign_context *ctx, struct unit_memo *h,
                                        size_t *len, const json_t **value)
 {
-    if (h->name == NULL || h->name_len != e->hash_attribute_len ||
-        memcmp(h->name, e->hash_attribute, h->name_len) != 0) {
+    if (h->name == NULL || h->tag != e->hash_attribute_tag ||
+        (h->name_len > 7 && (h->name_len != e->hash_attribute_len ||
+                             memcmp(h->name, e->hash_attribute, h->name_len) != 0))) {
         h->name = e->hash_attribute;
         h->name_len = e->hash_attribute_len;
+        h->tag = e->hash_attribute_tag;
         h->text = attribute_text(ctx, e->hash_attribute, e->hash_attribute_len,
                                  e->hash_attribute_tag, h->buf, &h->len, &h->value);
     }

@@ -32,6 +32,14 @@ static int eat(struct rd *r, char c)
     return 1;
 }
 
+/* Bytes a string's fast scan stops at: 1 the closing quote, 2 give up, 3 not ASCII. */
+static const unsigned char STOP[256] = {
+    [0 ... 0x1f] = 2,
+    ['"'] = 1,
+    ['\\'] = 2,
+    [0x80 ... 0xff] = 3,
+};
+
 /* A string without escapes, of valid UTF-8 without control characters: its bytes. */
 static int read_string(struct rd *r, const char **s, size_t *len)
 {
@@ -42,12 +50,12 @@ static int read_string(struct rd *r, const char **s, size_t *len)
     for (;;) {
         if (r->p == r->end)
             return 0;
-        unsigned char c = (unsigned char)*r->p;
-        if (c == '"')
+        unsigned char stop = STOP[(unsigned char)*r->p];
+        if (stop == 1)
             break;
-        if (c == '\\' || c < 0x20)
+        if (stop == 2)
             return 0;
-        high |= c >= 0x80;
+        high |= stop;
         r->p++;
     }
     *s = start;

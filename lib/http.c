@@ -34,6 +34,7 @@ struct route {
     char method[8];
     char *pattern;  /* owned */
     char **segs;    /* owned; pattern split at '/', "{x}" for parameters */
+    size_t *seglens; /* owned; strlen of each of segs */
     size_t nsegs;
     size_t pattern_id;
     ab_http_handler_cb cb;
@@ -492,6 +493,9 @@ enum ab_err ab_http_route(struct ab_http_server *srv, const char *method, const 
     struct route r = {.cb = handler, .data = data};
     if (split_pattern(pattern, &r.segs, &r.nsegs) != 0)
         return ab_fail(ei, AB_ERR_INTERNAL, NULL, "malformed route pattern %s", pattern);
+    r.seglens = ab_mem_calloc(r.nsegs + 1, sizeof(*r.seglens));
+    for (size_t s = 0; s < r.nsegs; s++)
+        r.seglens[s] = strlen(r.segs[s]);
     snprintf(r.method, sizeof(r.method), "%s", method);
     r.pattern = ab_mem_strdup(pattern);
     r.pattern_id = intern_pattern(srv, pattern);
@@ -523,7 +527,7 @@ static int match_route(const struct route *rt, const char *path, size_t len, h2o
             if (slen == 0)
                 return 0;
             raw[nparam++] = h2o_iovec_init(path + start, slen);
-        } else if (strlen(want) != slen || memcmp(want, path + start, slen) != 0) {
+        } else if (rt->seglens[seg] != slen || memcmp(want, path + start, slen) != 0) {
             return 0;
         }
         seg++;
@@ -1047,6 +1051,7 @@ void ab_http_server_free(struct ab_http_server *srv)
         for (size_t s = 0; s < srv->routes[i].nsegs; s++)
             free(srv->routes[i].segs[s]);
         free(srv->routes[i].segs);
+        free(srv->routes[i].seglens);
         free(srv->routes[i].pattern);
     }
     free(srv->routes);

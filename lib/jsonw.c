@@ -179,23 +179,9 @@ static char *format_short_decimal(double v, char *end)
     return p;
 }
 
-void ab_jsonw_double(struct ab_jsonw *w, double v)
+/* ab_jsonw_double for any value: out of line, so that the bucket's path needs no stack frame. */
+__attribute__((noinline)) static void write_double(struct ab_jsonw *w, double v)
 {
-    if (v >= 0 && v < 1) { /* a bucket a hash gives, most often: written in one store */
-        unsigned k = (unsigned)(v * 10000 + 0.5);
-        if (k < 10000 && (double)k / 10000 == v) {
-            char t[8] = {'0', '.', '0'};
-            size_t n = k == 0 ? 3 : 2 + decimals4(k, t + 2);
-            if (!w->failed && w->cap - w->len >= sizeof(t)) {
-                memcpy(w->buf + w->len, t, sizeof(t));
-                w->len += n;
-                w->buf[w->len] = '\0';
-            } else {
-                ab_jsonw_raw(w, t, n);
-            }
-            return;
-        }
-    }
     if (!isfinite(v)) {
         ab_jsonw_raw(w, "null", 4);
         return;
@@ -220,6 +206,26 @@ void ab_jsonw_double(struct ab_jsonw *w, double v)
         tmp[n] = '\0';
     }
     ab_jsonw_raw(w, tmp, (size_t)n);
+}
+
+void ab_jsonw_double(struct ab_jsonw *w, double v)
+{
+    if (v >= 0 && v < 1) { /* a bucket a hash gives, most often: written in one store */
+        unsigned k = (unsigned)(v * 10000 + 0.5);
+        if (k < 10000 && (double)k / 10000 == v) {
+            char t[8] = {'0', '.', '0'};
+            size_t n = k == 0 ? 3 : 2 + decimals4(k, t + 2);
+            if (!w->failed && w->cap - w->len >= sizeof(t)) {
+                memcpy(w->buf + w->len, t, sizeof(t));
+                w->len += n;
+                w->buf[w->len] = '\0';
+            } else {
+                ab_jsonw_raw(w, t, n);
+            }
+            return;
+        }
+    }
+    write_double(w, v);
 }
 
 void ab_jsonw_bool(struct ab_jsonw *w, int v)
