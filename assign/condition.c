@@ -163,6 +163,23 @@ struct path_part {
 
 enum cl_kind { CL_PATH, CL_AND, CL_OR, CL_NOR, CL_NOT };
 
+/*
+ * A clause of a flat condition, laid out for the test it most likely is: the attribute's tag,
+ * and for the commonest tests their operand, decided here when the attribute has the type they
+ * expect; anything else goes to the clause's general evaluation.
+ */
+enum check_kind { K_CLAUSE, K_STR_EQ, K_STR_NE, K_STR_IN, K_STR_NIN, K_LT, K_LTE, K_GT, K_GTE };
+
+struct check {
+    enum check_kind kind;
+    uint64_t tag;               /* assign_attr_tag of the attribute's name */
+    const struct clause *cl;    /* the clause */
+    double num;                 /* K_LT..K_GTE */
+    struct str s;               /* K_STR_EQ, K_STR_NE */
+    const struct set_str *strs; /* K_STR_IN, K_STR_NIN: at most SET_SCAN_MAX strings */
+    size_t nstr;
+};
+
 /* One key of a condition object. */
 struct clause {
     enum cl_kind kind;
@@ -197,6 +214,7 @@ struct assign_cond {
     struct kept_code *codes;   /* every compiled regex */
     struct cnode root;
     int flat; /* every clause of root tests one top-level attribute (no $and, no dots) */
+    struct check *checks; /* flat: root's clauses as checks, in the arena */
 };
 
 /* Memory --------------------------------------------------------------------------------------- */
@@ -970,7 +988,8 @@ static int in_sorted_strs(const struct set_str *strs, size_t n, struct str key)
 }
 
 /* in_sorted_strs for s whose assign_attr_tag is tag: small sets compare tags first. */
-static int in_strs_tagged(const struct set_str *strs, size_t n, struct str s, uint64_t tag)
+static inline __attribute__((always_inline)) int
+in_strs_tagged(const struct set_str *strs, size_t n, struct str s, uint64_t tag)
 {
     if (n > SET_SCAN_MAX)
         return in_sorted_strs(strs, n, s);
@@ -1360,9 +1379,27 @@ int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_a
     }
     /* every clause tests one attribute by name: look each up, test what indexing read */
     for (size_t i = 0; i < cond->root.n; i++) {
-        const struct clause *cl = &cond->root.clauses[i];
-        const struct path_part *pp = cl->parts;
-        if (!eval_clause_attr(cl, assign_attrs_find(attrs, pp->key.p, pp->key.len, pp->tag)))
+        const struct check *c = &cond->checks[i];
+        const struct path_part *pp = c->cl->parts;
+        const struct assign_attr *it = assign_attrs_find(attrs, pp->key.p, pp->key.len, c->tag);
+        int ok = -1; /* -1: for the general evaluation */
+        if (it != NULL && it->type == JSON_STRING) {
+            struct str v = {it->str, it->str_len};
+            if (c->kind == K_STR_EQ || c->kind == K_STR_NE)
+                ok = str_eq(v, c->s) == (c->kind == K_STR_EQ);
+            else if (c->kind == K_STR_IN || c->kind == K_STR_NIN)
+                ok = in_strs_tagged(c->strs, c->nstr, v, it->str_tag) == (c->kind == K_STR_IN);
+        } else if (it != NULL && (it->type == JSON_INTEGER || it->type == JSON_REAL)) {
+            double x = it->num; /* comparisons are false with NaN, as JavaScript's */
+            ok = c->kind == K_LT    ? x < c->num
+                 : c->kind == K_LTE ? x <= c->num
+                 : c->kind == K_GT  ? x > c->num
+                 : c->kind == K_GTE ? x >= c->num
+                                    : -1;
+        }
+        if (ok < 0)
+            ok = eval_clause_attr(c->cl, it);
+        if (!ok)
             return 0;
     }
     return 1;
@@ -1961,6 +1998,31 @@ Exit:
     return rc;
 }
 
+/* The check of a flat condition's clause cl. */
+static void compile_check(const struct clause *cl, struct check *c)
+{
+    *c = (struct check){.kind = K_CLAUSE, .tag = cl->parts[0].tag, .cl = cl};
+    const struct op *op = cl->op;
+    if (cl->test.kind == VT_STR && cl->test.u.str.fold == NULL) {
+        c->kind = K_STR_EQ;
+        c->s = cl->test.u.str.s;
+    } else if (op == NULL) {
+        return;
+    } else if ((op->code == OP_EQ || op->code == OP_NE) && op->u.val.type == V_STR) {
+        c->kind = op->code == OP_EQ ? K_STR_EQ : K_STR_NE;
+        c->s = op->u.val.s;
+    } else if ((op->code == OP_IN || op->code == OP_NIN) && !op->u.set.caseless &&
+               op->u.set.nstr <= SET_SCAN_MAX) {
+        c->kind = op->code == OP_IN ? K_STR_IN : K_STR_NIN;
+        c->strs = op->u.set.strs;
+        c->nstr = op->u.set.nstr;
+    } else if (op->code >= OP_LT && op->code <= OP_GTE && !op->u.prim.is_str) {
+        static const enum check_kind kinds[] = {K_LT, K_LTE, K_GT, K_GTE};
+        c->kind = kinds[op->code - OP_LT];
+        c->num = op->u.prim.num;
+    }
+}
+
 enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_groups,
                                 struct assign_cond **out, struct ab_errinfo *ei)
 {
@@ -1983,6 +2045,11 @@ enum ab_err assign_cond_compile(const json_t *condition, const json_t *saved_gro
             struct clause *cl = &root->clauses[i];
             if (cl->kind == CL_PATH && cl->test.kind == VT_OPS && cl->test.u.ops.n == 1)
                 cl->op = &cl->test.u.ops.ops[0];
+        }
+        if (cc.cond->flat) {
+            cc.cond->checks = cc_alloc(&cc, root->n, sizeof(struct check));
+            for (size_t i = 0; i < root->n; i++)
+                compile_check(&root->clauses[i], &cc.cond->checks[i]);
         }
         *out = cc.cond;
         cc.cond = NULL;
