@@ -168,13 +168,14 @@ enum cl_kind { CL_PATH, CL_AND, CL_OR, CL_NOR, CL_NOT };
  * and for the commonest tests their operand, decided here when the attribute has the type they
  * expect; anything else goes to the clause's general evaluation.
  */
-enum check_kind { K_CLAUSE, K_STR_EQ, K_STR_NE, K_STR_IN, K_STR_NIN, K_LT, K_LTE, K_GT, K_GTE };
+enum check_kind { K_CLAUSE, K_STR_EQ, K_STR_NE, K_STR_IN, K_STR_NIN, K_NUM_ORDER };
 
 struct check {
     enum check_kind kind;
     uint64_t tag;               /* assign_attr_tag of the attribute's name */
     const struct clause *cl;    /* the clause */
-    double num;                 /* K_LT..K_GTE */
+    enum opcode code;           /* K_NUM_ORDER: OP_LT..OP_GTE */
+    double num;                 /* K_NUM_ORDER */
     struct str s;               /* K_STR_EQ, K_STR_NE */
     const struct set_str *strs; /* K_STR_IN, K_STR_NIN: at most SET_SCAN_MAX strings */
     size_t nstr;
@@ -1064,10 +1065,10 @@ static int order_holds(enum opcode code, int cmp)
     }
 }
 
-/* Two numbers under <, <=, >, >=: NaN is never ordered. */
-static int number_order_holds(enum opcode code, double x, double y)
+/* x code y for code OP_LT..OP_GTE: C's comparisons are false with NaN, as JavaScript's are. */
+static inline int numbers_ordered(enum opcode code, double x, double y)
 {
-    return !isnan(x) && !isnan(y) && order_holds(code, cmp_double(&x, &y));
+    return code == OP_LT ? x < y : code == OP_LTE ? x <= y : code == OP_GT ? x > y : x >= y;
 }
 
 /* JavaScript's <, <=, >, >=: two strings by code units, else as numbers. */
@@ -1075,11 +1076,11 @@ static int eval_relational(enum opcode code, struct val a, const struct prim *b)
 {
     struct sbuf sb;
     if (a.type == V_NULL || a.type == V_BOOL || a.type == V_NUM) /* ToPrimitive is a no-op */
-        return number_order_holds(code, a.num, b->num);
+        return numbers_ordered(code, a.num, b->num);
     sb_init(&sb);
     struct str s = to_string(a, &sb);
     int rc = b->is_str ? order_holds(code, js_strcmp(s, b->s))
-                       : number_order_holds(code, js_string_to_number(s), b->num);
+                       : numbers_ordered(code, js_string_to_number(s), b->num);
     sb_free(&sb);
     return rc;
 }
@@ -1340,11 +1341,7 @@ static int eval_op_scalar(const struct op *op, struct val v, struct str s, uint6
             return order_holds(op->code, js_strcmp(s, op->u.prim.s));
         if (str)
             break;
-        /* two numbers: C's comparisons are false with NaN, as JavaScript's are */
-        return op->code == OP_LT    ? v.num < op->u.prim.num
-               : op->code == OP_LTE ? v.num <= op->u.prim.num
-               : op->code == OP_GT  ? v.num > op->u.prim.num
-                                    : v.num >= op->u.prim.num;
+        return numbers_ordered(op->code, v.num, op->u.prim.num);
     default:
         break;
     }
@@ -1390,12 +1387,8 @@ int assign_cond_eval_attrs(const struct assign_cond *cond, const struct assign_a
             else if (c->kind == K_STR_IN || c->kind == K_STR_NIN)
                 ok = in_strs_tagged(c->strs, c->nstr, v, it->str_tag) == (c->kind == K_STR_IN);
         } else if (it != NULL && (it->type == JSON_INTEGER || it->type == JSON_REAL)) {
-            double x = it->num; /* comparisons are false with NaN, as JavaScript's */
-            ok = c->kind == K_LT    ? x < c->num
-                 : c->kind == K_LTE ? x <= c->num
-                 : c->kind == K_GT  ? x > c->num
-                 : c->kind == K_GTE ? x >= c->num
-                                    : -1;
+            if (c->kind == K_NUM_ORDER)
+                ok = numbers_ordered(c->code, it->num, c->num);
         }
         if (ok < 0)
             ok = eval_clause_attr(c->cl, it);
@@ -2017,8 +2010,8 @@ static void compile_check(const struct clause *cl, struct check *c)
         c->strs = op->u.set.strs;
         c->nstr = op->u.set.nstr;
     } else if (op->code >= OP_LT && op->code <= OP_GTE && !op->u.prim.is_str) {
-        static const enum check_kind kinds[] = {K_LT, K_LTE, K_GT, K_GTE};
-        c->kind = kinds[op->code - OP_LT];
+        c->kind = K_NUM_ORDER;
+        c->code = op->code;
         c->num = op->u.prim.num;
     }
 }
