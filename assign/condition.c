@@ -177,7 +177,7 @@ struct check {
     enum opcode code;           /* K_NUM_ORDER: OP_LT..OP_GTE */
     double num;                 /* K_NUM_ORDER */
     struct str s;               /* K_STR_EQ, K_STR_NE */
-    const struct set_str *strs; /* K_STR_IN, K_STR_NIN: at most SET_SCAN_MAX strings */
+    const struct set_str *strs; /* K_STR_IN, K_STR_NIN */
     size_t nstr;
 };
 
@@ -2004,8 +2004,7 @@ static void compile_check(const struct clause *cl, struct check *c)
     } else if ((op->code == OP_EQ || op->code == OP_NE) && op->u.val.type == V_STR) {
         c->kind = op->code == OP_EQ ? K_STR_EQ : K_STR_NE;
         c->s = op->u.val.s;
-    } else if ((op->code == OP_IN || op->code == OP_NIN) && !op->u.set.caseless &&
-               op->u.set.nstr <= SET_SCAN_MAX) {
+    } else if ((op->code == OP_IN || op->code == OP_NIN) && !op->u.set.caseless) {
         c->kind = op->code == OP_IN ? K_STR_IN : K_STR_NIN;
         c->strs = op->u.set.strs;
         c->nstr = op->u.set.nstr;

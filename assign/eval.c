@@ -534,8 +534,9 @@ int assign_filters_exclude(const struct assign_filter *filters, size_t count,
         char buf[32];
         size_t len;
         const json_t *value;
-        const char *text = attribute_text(ctx, name, strlen(name),
-                                          assign_attr_tag(name, strlen(name)), buf, &len, &value);
+        size_t name_len = strlen(name);
+        const char *text = attribute_text(ctx, name, name_len, assign_attr_tag(name, name_len),
+                                          buf, &len, &value);
         if (text == NULL)
             return 1;
         double n = assign_hash(f->seed, strlen(f->seed), text, len, f->hash_version);
