@@ -101,6 +101,10 @@ struct assign_experiment {
     struct assign_override *overrides; /* sorted by unit (strcmp) for bsearch */
     size_t noverrides;
     char *bandit_ref;             /* contextual bandit (GrowthBook), NULL for none */
+    int plain; /* hash version 2, 2+ variations, active, and no force, fallback attribute,
+                  filter, namespace, parent, bandit or override (whoever sets overrides clears
+                  it): only the hash attribute and the condition decide, so assign_run_many
+                  takes a short way */
 };
 
 /*
@@ -219,6 +223,8 @@ struct assign_text {
  * and, for the answer most units get (in the experiment by their hash), joined further:
  *   head + the unit + hashed_pre[v] (,"in_experiment":true + variant[v]) + the hash
  *   + hashed_post[v] (payload[v] + hashed + tail)
+ * A running experiment also has hashed_join[v]: hashed_post[v] followed by , and the head of the
+ * next running experiment (none after the last), for the answer listing every running one.
  */
 struct assign_entry {
     struct assign_experiment *exp; /* key, ranges, condition... */
@@ -228,6 +234,7 @@ struct assign_entry {
     struct assign_text head, tail;
     struct assign_text *variant, *payload; /* [exp->nvariations] */
     struct assign_text *hashed_pre, *hashed_post; /* [exp->nvariations] */
+    struct assign_text *hashed_join;              /* [exp->nvariations] when running, or NULL */
 };
 
 /*

@@ -319,6 +319,9 @@ enum ab_err assign_experiment_compile(const json_t *def, const json_t *saved_gro
         (rc = compile_parents(e, v, saved_groups, ei)) != AB_OK)
         goto Exit;
     e->bandit_ref = opt_string(def, "contextualBanditRef");
+    e->plain = e->hash_version == 2 && e->nvariations >= 2 && e->active && !e->has_force &&
+               e->fallback_attribute == NULL && e->nfilters == 0 && !e->has_namespace &&
+               e->nparents == 0 && e->bandit_ref == NULL;
     *out = e;
     e = NULL;
 Exit:
@@ -716,11 +719,36 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
         run_bucketed(e, ctx, res, unit_hash(e, text, len), ranges);
 }
 
+/*
+ * run_gates for a plain experiment (e->plain) in a context that forces and excludes nothing: 1
+ * when the unit is to be hashed over *text (the memo's), 0 when res is final, -1 when the hash
+ * attribute needs run_gates (missing, or a number written into the memo's buffer).
+ */
+static int plain_gates(const struct assign_experiment *e, const struct assign_context *ctx,
+                       struct assign_result *res, struct unit_memo *h, const char **text,
+                       size_t *len)
+{
+    const json_t *hv;
+    *text = hash_attribute_text(e, ctx, h, len, &hv);
+    if (*text == NULL || *text == h->buf)
+        return -1;
+    memset(res, 0, offsetof(struct assign_result, bandit_weights));
+    res->hash_attribute = e->hash_attribute;
+    res->hash_value = hv;
+    if (e->condition != NULL && !condition_holds(e, ctx, h)) {
+        res->reason = ASSIGN_CONDITION;
+        return 0;
+    }
+    return 1;
+}
+
 void assign_run_many(const struct assign_experiment *const *exps, size_t n,
                      const struct assign_context *ctx, struct assign_result *res)
 {
     enum { BATCH = 32 };
     struct unit_memo h = {0};
+    int plain_ctx =
+        !ctx->disabled && ctx->url == NULL && ctx->forced_variations == NULL && !ctx->qa_mode;
     for (size_t base = 0; base < n; base += BATCH) {
         size_t m = n - base < BATCH ? n - base : BATCH;
         uint32_t states[BATCH];
@@ -732,12 +760,15 @@ void assign_run_many(const struct assign_experiment *const *exps, size_t n,
             char buf[32];
             const char *text;
             size_t len;
-            const struct assign_range *ranges;
-            if (e->bandit_ref != NULL || e->hash_version != 2) {
+            const struct assign_range *ranges = e->ranges;
+            int gate = plain_ctx && e->plain ? plain_gates(e, ctx, &res[i], &h, &text, &len) : -1;
+            if (gate == 0)
+                continue;
+            if (gate < 0 && (e->bandit_ref != NULL || e->hash_version != 2)) {
                 assign_run(e, ctx, &res[i]);
                 continue;
             }
-            if (!run_gates(e, ctx, &res[i], &h, buf, &text, &len, NULL, &ranges))
+            if (gate < 0 && !run_gates(e, ctx, &res[i], &h, buf, &text, &len, NULL, &ranges))
                 continue;
             /* batched: version 2 over the one text (an attribute's string) the batch hashes;
              * texts written into buffers, which the next experiment may reuse, are hashed now */

@@ -40,9 +40,9 @@ double assign_hash(const char *seed, size_t seed_len, const char *value, size_t 
 double assign_hash_v2_from(uint32_t seed_state, const char *value, size_t value_len);
 
 /*
- * assign_hash_v2_from for n seed states and one value: out[k] gets the hash under states[k]. An
- * FNV-1a chain waits on each multiply; chains of different seeds are independent, so several run
- * at once and the value's UTF-16 code units are decoded once.
+ * assign_hash_v2_from for n seed states and one value: out[k] gets the hash under states[k]. The
+ * value's UTF-16 code units are decoded once; the chains of different seeds are independent, so
+ * the processor runs several at once.
  */
 void assign_hash_v2_many(const uint32_t *states, size_t n, const char *value, size_t value_len,
                          double *out);

@@ -495,24 +495,45 @@ static void *watcher_main(void *arg)
 
 /* ---------------------------------------------------------------- answers */
 
+/* Copies t to o; returns the end. */
+static char *put_text(char *o, struct assign_text t)
+{
+    memcpy(o, t.p, t.len);
+    return o + t.len;
+}
+
 /*
- * One assignment as the API reports it: this is the hot path, so it copies the pieces the
- * snapshot compiled for e (assign_int.h) around the unit (unit_json: the unit as a JSON string,
- * written once per request), the hash and the reason.
+ * One assignment as the API reports it, after its head ({"experiment":"KEY","unit":): this is
+ * the hot path, so it copies the pieces the snapshot compiled for e (assign_int.h) around the unit
+ * (unit_json: the unit as a JSON string, written once per request), the hash and the reason. A
+ * unit in the experiment by its hash, the answer most get, ends with hashed_end[v] (e's
+ * hashed_post, or its hashed_join) and is assembled in room made once.
  */
-static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
-                             const struct ab_jsonw *unit_json, const struct assign_result *res)
+static void write_after_head(struct ab_jsonw *w, const struct assign_entry *e,
+                             const struct ab_jsonw *unit_json, const struct assign_result *res,
+                             const struct assign_text *hashed_end)
 {
 #define TEXT(t) ab_jsonw_raw(w, (t).p, (t).len)
 #define KEY(k) ab_jsonw_raw(w, k, sizeof(k) - 1)
-    TEXT(e->head);
-    ab_jsonw_raw(w, unit_json->buf, unit_json->len);
     if (res->reason == ASSIGN_HASHED) { /* in the experiment, with its hash */
-        TEXT(e->hashed_pre[res->variation]);
+        struct assign_text pre = e->hashed_pre[res->variation];
+        struct assign_text end = hashed_end[res->variation];
+        if (ab_jsonw_room(w, unit_json->len + pre.len + 8 + end.len)) {
+            char *o = w->buf + w->len;
+            memcpy(o, unit_json->buf, unit_json->len);
+            char *bucket = put_text(o + unit_json->len, pre);
+            if ((o = ab_jsonw_put_bucket(bucket, res->bucket)) != NULL) {
+                ab_jsonw_end(w, put_text(o, end));
+                return;
+            }
+        }
+        ab_jsonw_raw(w, unit_json->buf, unit_json->len);
+        TEXT(pre);
         ab_jsonw_double(w, res->bucket);
-        TEXT(e->hashed_post[res->variation]);
+        TEXT(end);
         return;
     }
+    ab_jsonw_raw(w, unit_json->buf, unit_json->len);
     if (res->in_experiment)
         KEY(",\"in_experiment\":true");
     else
@@ -528,6 +549,17 @@ static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
     TEXT(e->tail);
 #undef KEY
 #undef TEXT
+}
+
+/* One assignment, after a comma when comma is set. */
+static void write_assignment(struct ab_jsonw *w, const struct assign_entry *e,
+                             const struct ab_jsonw *unit_json, const struct assign_result *res,
+                             int comma)
+{
+    if (comma)
+        ab_jsonw_raw(w, ",", 1);
+    ab_jsonw_raw(w, e->head.p, e->head.len);
+    write_after_head(w, e, unit_json, res, e->hashed_post);
 }
 
 #define UNIT_JSON_MAX (6 * UNIT_MAX + 2) /* every byte escaped as \u00XX, and the quotes */
@@ -651,7 +683,7 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
             char ubuf[UNIT_JSON_MAX + 1];
             unit_json(&u, ubuf, unit, strlen(unit));
             answer_writer(req, &w, e->head.len + u.len + 512);
-            write_assignment(&w, e, &u, &res);
+            write_assignment(&w, e, &u, &res, 0);
             ab_jsonw_dispose(&u);
             send_written(req, &w);
         }
@@ -755,6 +787,8 @@ static int check_post(struct ab_http_req *req, json_t *doc, const char **unit, j
     return 0;
 }
 
+enum { POST_CHUNK = 64 }; /* experiments of a POST evaluated together */
+
 /* The experiments a POST lists: keys read without jansson, or a JSON array; neither: all. */
 struct post_list {
     const struct assign_key *keys;
@@ -762,16 +796,11 @@ struct post_list {
     size_t n;
 };
 
-/*
- * The i-th experiment a POST evaluates: of its list when it has one, else the i-th running one.
- * NULL, with the 404 sent, for a key the snapshot does not have.
- */
+/* The i-th experiment a POST lists, or NULL, with the 404 sent, for a key the snapshot lacks. */
 static const struct assign_entry *post_entry(struct ab_http_req *req,
                                              const struct assign_snap *snap,
                                              const struct post_list *list, size_t i)
 {
-    if (list->keys == NULL && list->arr == NULL)
-        return &snap->entries[snap->running[i]];
     struct assign_key k =
         list->keys != NULL ? list->keys[i]
                            : (struct assign_key){json_string_value(json_array_get(list->arr, i)),
@@ -785,6 +814,34 @@ static const struct assign_entry *post_entry(struct ab_http_req *req,
     return e;
 }
 
+/*
+ * The assignments of every running experiment: a unit in one by its hash ends its item with the
+ * head of the next (hashed_join), so the next item starts after it.
+ */
+static void write_running(struct ab_jsonw *w, const struct assign_snap *snap,
+                          const struct assign_context *ctx, const struct ab_jsonw *u)
+{
+    int head_written = 0; /* the next item's comma and head are already in w */
+    for (size_t base = 0; base < snap->nrunning; base += POST_CHUNK) {
+        size_t m = snap->nrunning - base < POST_CHUNK ? snap->nrunning - base : POST_CHUNK;
+        const struct assign_experiment *exps[POST_CHUNK];
+        for (size_t i = 0; i < m; i++)
+            exps[i] = snap->entries[snap->running[base + i]].exp;
+        struct assign_result res[POST_CHUNK];
+        assign_run_many(exps, m, ctx, res);
+        for (size_t i = 0; i < m; i++) {
+            const struct assign_entry *e = &snap->entries[snap->running[base + i]];
+            if (!head_written) {
+                if (base + i > 0)
+                    ab_jsonw_raw(w, ",", 1);
+                ab_jsonw_raw(w, e->head.p, e->head.len);
+            }
+            write_after_head(w, e, u, &res[i], e->hashed_join);
+            head_written = res[i].reason == ASSIGN_HASHED;
+        }
+    }
+}
+
 /* Evaluates and answers a POST for the unit unit[0..ulen) with attributes index. */
 static void answer_post(struct ab_http_req *req, const struct assign_snap *snap,
                         const struct assign_attrs *index, const char *unit, size_t ulen,
@@ -793,18 +850,20 @@ static void answer_post(struct ab_http_req *req, const struct assign_snap *snap,
     struct ab_jsonw w, u;
     char ubuf[UNIT_JSON_MAX + 1];
     unit_json(&u, ubuf, unit, ulen);
-    size_t count = list->keys != NULL || list->arr != NULL ? list->n : snap->nrunning;
+    int listed = list->keys != NULL || list->arr != NULL;
+    size_t count = listed ? list->n : snap->nrunning;
     answer_writer(req, &w, 64 + count * (u.len + 256)); /* about what an item takes */
     ab_jsonw_raw(&w, "{\"snapshot_version\":", 20);
     ab_jsonw_int(&w, snap->version);
     ab_jsonw_raw(&w, ",\"assignments\":[", 16);
     int failed = 0;
-    enum { CHUNK = 64 }; /* experiments evaluated together */
     struct assign_context ctx = {.attributes = index->obj, .index = index};
-    for (size_t base = 0; base < count && !failed; base += CHUNK) {
-        size_t m = count - base < CHUNK ? count - base : CHUNK;
-        const struct assign_entry *entries[CHUNK];
-        const struct assign_experiment *exps[CHUNK];
+    if (!listed)
+        write_running(&w, snap, &ctx, &u);
+    for (size_t base = 0; listed && base < count && !failed; base += POST_CHUNK) {
+        size_t m = count - base < POST_CHUNK ? count - base : POST_CHUNK;
+        const struct assign_entry *entries[POST_CHUNK];
+        const struct assign_experiment *exps[POST_CHUNK];
         for (size_t i = 0; i < m && !failed; i++) {
             entries[i] = post_entry(req, snap, list, base + i);
             failed = entries[i] == NULL;
@@ -812,13 +871,10 @@ static void answer_post(struct ab_http_req *req, const struct assign_snap *snap,
         }
         if (failed)
             break;
-        struct assign_result res[CHUNK];
+        struct assign_result res[POST_CHUNK];
         assign_run_many(exps, m, &ctx, res);
-        for (size_t i = 0; i < m; i++) {
-            if (base + i > 0)
-                ab_jsonw_raw(&w, ",", 1);
-            write_assignment(&w, entries[i], &u, &res[i]);
-        }
+        for (size_t i = 0; i < m; i++)
+            write_assignment(&w, entries[i], &u, &res[i], base + i > 0);
     }
     ab_jsonw_raw(&w, "]}", 2);
     ab_jsonw_dispose(&u);

@@ -64,6 +64,17 @@ static int read_string(struct rd *r, const char **s, size_t *len)
     return !high || ab_utf8_valid(start, *len);
 }
 
+/* assign_attr_tag of s[0..len), which lies in the body before end: one load when it can. */
+static uint64_t tag_in_body(const char *s, size_t len, const char *end)
+{
+    if (end - s < 8)
+        return assign_attr_tag(s, len);
+    uint64_t x;
+    memcpy(&x, s, sizeof(x));
+    uint64_t keep = len >= 7 ? 0x00ffffffffffffffull : ((uint64_t)1 << (8 * len)) - 1;
+    return (x & keep) | (uint64_t)(len < 255 ? len : 255) << 56;
+}
+
 static int is_digit(const char *p, const char *end)
 {
     return p < end && *p >= '0' && *p <= '9';
@@ -146,7 +157,7 @@ static int read_scalar(struct rd *r, struct assign_attr *it)
         it->type = JSON_STRING;
         if (!read_string(r, &it->str, &it->str_len))
             return 0;
-        it->str_tag = assign_attr_tag(it->str, it->str_len);
+        it->str_tag = tag_in_body(it->str, it->str_len, r->end);
         return 1;
     case 't':
         it->type = JSON_TRUE;
@@ -184,7 +195,7 @@ static int read_attributes(struct rd *r, struct assign_attrs *a)
         struct assign_attr it = {0};
         if (!read_string(r, &it.name, &it.len) || !eat(r, ':') || !read_scalar(r, &it))
             return 0;
-        uint64_t tag = assign_attr_tag(it.name, it.len);
+        uint64_t tag = tag_in_body(it.name, it.len, r->end);
         if (assign_attrs_find(a, it.name, it.len, tag) != NULL)
             return 0; /* a duplicate: jansson's to refuse */
         if (it.len == 2 && memcmp(it.name, "id", 2) == 0) {
@@ -254,12 +265,12 @@ int assign_post_read(const char *body, size_t len, size_t unit_max, struct assig
         return 0;
     out->unit = id;
     struct assign_attrs *a = &out->attrs;
-    a->tags[a->n] = assign_attr_tag("id", 2);
+    a->tags[a->n] = (uint64_t)2 << 56 | 'd' << 8 | 'i'; /* assign_attr_tag("id", 2) */
     a->items[a->n++] = (struct assign_attr){.name = "id",
                                             .len = 2,
                                             .type = JSON_STRING,
                                             .str = id,
                                             .str_len = out->unit_len,
-                                            .str_tag = assign_attr_tag(id, out->unit_len)};
+                                            .str_tag = tag_in_body(id, out->unit_len, r.end)};
     return 1;
 }

@@ -156,6 +156,7 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t
     ab_jsonw_dispose(&w);
     struct assign_experiment *x = out->exp;
     x->noverrides = e->noverrides;
+    x->plain = x->plain && x->noverrides == 0;
     x->overrides = ab_mem_calloc(e->noverrides, sizeof(*x->overrides));
     for (size_t i = 0; i < e->noverrides; i++) {
         x->overrides[i].unit = ab_mem_strdup(e->overrides[i].unit);
@@ -205,6 +206,28 @@ static void class_conditions(const struct ab_snapshot *s, struct assign_snap *sn
     free(t);
 }
 
+/* Each running entry's hashed_join (assign_int.h). */
+static void join_running(struct assign_snap *snap)
+{
+    for (size_t k = 0; k < snap->nrunning; k++) {
+        struct assign_entry *e = &snap->entries[snap->running[k]];
+        const struct assign_entry *next =
+            k + 1 < snap->nrunning ? &snap->entries[snap->running[k + 1]] : NULL;
+        e->hashed_join = ab_mem_calloc(e->exp->nvariations, sizeof(*e->hashed_join));
+        for (size_t v = 0; v < e->exp->nvariations; v++) {
+            const struct assign_text *post = &e->hashed_post[v];
+            size_t len = post->len + (next != NULL ? 1 + next->head.len : 0);
+            struct assign_text *t = &e->hashed_join[v];
+            *t = (struct assign_text){ab_mem_calloc(len + 1, 1), len};
+            memcpy(t->p, post->p, post->len);
+            if (next != NULL) {
+                t->p[post->len] = ',';
+                memcpy(t->p + post->len + 1, next->head.p, next->head.len);
+            }
+        }
+    }
+}
+
 enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap **out,
                                 struct ab_errinfo *ei)
 {
@@ -231,6 +254,7 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
             goto Exit;
     }
     class_conditions(s, snap);
+    join_running(snap);
     snap->scalar_attributes_ok = 1;
     for (size_t i = 0; i < snap->nentries; i++)
         snap->scalar_attributes_ok &=
@@ -274,12 +298,15 @@ void assign_snap_release(struct assign_snap *snap)
                 free(e->hashed_pre[v].p);
                 free(e->hashed_post[v].p);
             }
+            if (e->hashed_join != NULL)
+                free(e->hashed_join[v].p);
         }
         free(e->variant_keys);
         free(e->variant);
         free(e->payload);
         free(e->hashed_pre);
         free(e->hashed_post);
+        free(e->hashed_join);
         free(e->head.p);
         free(e->tail.p);
         assign_experiment_free(e->exp);

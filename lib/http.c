@@ -36,6 +36,8 @@ struct route {
     char **segs;    /* owned; pattern split at '/', "{x}" for parameters */
     size_t *seglens; /* owned; strlen of each of segs */
     size_t nsegs;
+    int literal; /* no parameter: a path matches by being the pattern */
+    size_t pattern_len;
     size_t pattern_id;
     ab_http_handler_cb cb;
     void *data;
@@ -359,7 +361,10 @@ const char *ab_http_header(const struct ab_http_req *req, const char *name, size
         return NULL;
     for (size_t i = 0; i < n; i++)
         lower[i] = (char)h2o_tolower(name[i]);
-    ssize_t at = h2o_find_header_by_str(&req->h2o->headers, lower, n, -1);
+    /* h2o files the headers it knows under their token: found by the pointer */
+    const h2o_token_t *token = h2o_lookup_token(lower, n);
+    ssize_t at = token != NULL ? h2o_find_header(&req->h2o->headers, token, -1)
+                               : h2o_find_header_by_str(&req->h2o->headers, lower, n, -1);
     if (at < 0)
         return NULL;
     const h2o_header_t *h = &req->h2o->headers.entries[at];
@@ -498,6 +503,8 @@ enum ab_err ab_http_route(struct ab_http_server *srv, const char *method, const 
         r.seglens[s] = strlen(r.segs[s]);
     snprintf(r.method, sizeof(r.method), "%s", method);
     r.pattern = ab_mem_strdup(pattern);
+    r.pattern_len = strlen(pattern);
+    r.literal = strchr(pattern, '{') == NULL;
     r.pattern_id = intern_pattern(srv, pattern);
     r.max_body = max_body != 0 ? max_body : srv->cfg.max_body;
     srv->routes = ab_mem_realloc(srv->routes, (srv->nroutes + 1) * sizeof(*srv->routes));
@@ -512,6 +519,8 @@ enum ab_err ab_http_route(struct ab_http_server *srv, const char *method, const 
 static int match_route(const struct route *rt, const char *path, size_t len, h2o_iovec_t *raw)
 {
     size_t i = 0, seg = 0, nparam = 0;
+    if (rt->literal)
+        return len == rt->pattern_len && memcmp(path, rt->pattern, len) == 0;
     if (len == 0 || path[0] != '/')
         return 0;
     i = 1;

@@ -57,6 +57,13 @@ static int reserve(struct ab_jsonw *w, size_t n)
     return 0;
 }
 
+int ab_jsonw_room_grow(struct ab_jsonw *w, size_t n)
+{
+    if (w->failed || w->len + n > w->max)
+        return 0; /* the caller writes piece by piece, which may still fit */
+    return reserve(w, n) == 0;
+}
+
 void ab_jsonw_reserve(struct ab_jsonw *w, size_t n)
 {
     if (w->len + n > w->max)
@@ -130,23 +137,25 @@ void ab_jsonw_int(struct ab_jsonw *w, long long v)
     ab_jsonw_raw(w, p, (size_t)(end - p));
 }
 
-static const char PAIRS[] = "00010203040506070809101112131415161718192021222324252627282930"
-                            "31323334353637383940414243444546474849505152535455565758596061"
-                            "6263646566676869707172737475767778798081828384858687888990919293"
-                            "949596979899";
+const char ab_jsonw_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                 "25262728293031323334353637383940414243444546474849"
+                                 "50515253545556575859606162636465666768697071727374"
+                                 "75767778798081828384858687888990919293949596979899";
 
-/* The decimals of frac / 10^4 (0 < frac < 10^4) without trailing zeros into d; their count. */
+const unsigned char ab_jsonw_trailing[100] = {
+    2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* The decimals of frac / 10^4 (0 < frac < 10^4) into d[4], then its count without trailing
+ * zeros. */
 static size_t decimals4(unsigned frac, char d[4])
 {
-    const char *hi = &PAIRS[(size_t)2 * (frac / 100)], *lo = &PAIRS[(size_t)2 * (frac % 100)];
-    d[0] = hi[0];
-    d[1] = hi[1];
-    d[2] = lo[0];
-    d[3] = lo[1];
-    size_t n = 4;
-    while (d[n - 1] == '0')
-        n--;
-    return n;
+    size_t hi = frac / 100, lo = frac % 100;
+    memcpy(d, &ab_jsonw_pairs[2 * hi], 2);
+    memcpy(d + 2, &ab_jsonw_pairs[2 * lo], 2);
+    return lo != 0 ? 4 - (size_t)ab_jsonw_trailing[lo] : 2 - (size_t)ab_jsonw_trailing[hi];
 }
 
 /*
@@ -210,18 +219,10 @@ __attribute__((noinline)) static void write_double(struct ab_jsonw *w, double v)
 
 void ab_jsonw_double(struct ab_jsonw *w, double v)
 {
-    if (v >= 0 && v < 1) { /* a bucket a hash gives, most often: written in one store */
-        unsigned k = (unsigned)(v * 10000 + 0.5);
-        if (k < 10000 && (double)k / 10000 == v) {
-            char t[8] = {'0', '.', '0'};
-            size_t n = k == 0 ? 3 : 2 + decimals4(k, t + 2);
-            if (!w->failed && w->cap - w->len >= sizeof(t)) {
-                memcpy(w->buf + w->len, t, sizeof(t));
-                w->len += n;
-                w->buf[w->len] = '\0';
-            } else {
-                ab_jsonw_raw(w, t, n);
-            }
+    if (!w->failed && w->cap - w->len >= 8) {
+        char *end = ab_jsonw_put_bucket(w->buf + w->len, v);
+        if (end != NULL) { /* a bucket a hash gives, most often: written in one store */
+            ab_jsonw_end(w, end);
             return;
         }
     }

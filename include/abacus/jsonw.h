@@ -53,6 +53,53 @@ static inline void ab_jsonw_raw(struct ab_jsonw *w, const char *s, size_t n)
     }
 }
 
+/* ab_jsonw_room when fewer than n bytes are left: grows the buffer, or returns 0. */
+int ab_jsonw_room_grow(struct ab_jsonw *w, size_t n);
+
+/*
+ * 1 when there is room for n more bytes at the end of the output, w->buf + w->len (the buffer
+ * grows up to max); 0 when w has failed or n more bytes would pass max (w is left as it was, so
+ * that the caller can write piece by piece what may still fit). The caller writes at most n bytes
+ * there and ends with ab_jsonw_end: for an item assembled from several pieces, one check.
+ */
+static inline int ab_jsonw_room(struct ab_jsonw *w, size_t n)
+{
+    return (n <= w->cap - w->len && !w->failed) || ab_jsonw_room_grow(w, n);
+}
+
+/* The output now ends at end, which lies in the room ab_jsonw_room gave. */
+static inline void ab_jsonw_end(struct ab_jsonw *w, char *end)
+{
+    w->len = (size_t)(end - w->buf);
+    *end = '\0';
+}
+
+extern const char ab_jsonw_pairs[201];             /* [2k], [2k + 1]: the digits of k < 100 */
+extern const unsigned char ab_jsonw_trailing[100]; /* [k]: the zeros that end k as 2 digits */
+
+/*
+ * When v is k / 10^4 for an integer 0 <= k < 10^4 (every bucket a hash gives), writes its
+ * shortest text ("0.0", "0.25", "0.4413": what ab_jsonw_double writes) at o, which must have 8
+ * bytes of room, and returns its end; returns NULL for any other v. Inline: answers hold many.
+ */
+static inline char *ab_jsonw_put_bucket(char *o, double v)
+{
+    if (!(v >= 0 && v < 1))
+        return NULL;
+    unsigned k = (unsigned)(v * 10000 + 0.5);
+    if (k >= 10000 || (double)k / 10000 != v)
+        return NULL;
+    size_t hi = k / 100, lo = k % 100;
+    char t[8] = {'0', '.'};
+    memcpy(t + 2, &ab_jsonw_pairs[2 * hi], 2);
+    memcpy(t + 4, &ab_jsonw_pairs[2 * lo], 2);
+    size_t n = k == 0    ? 3
+               : lo != 0 ? 6 - (size_t)ab_jsonw_trailing[lo]
+                         : 4 - (size_t)ab_jsonw_trailing[hi];
+    memcpy(o, t, sizeof(t));
+    return o + n;
+}
+
 /* Appends a quoted string. s[0..n) must be valid UTF-8 (jansson-parsed or checked text). */
 void ab_jsonw_str(struct ab_jsonw *w, const char *s, size_t n);
 

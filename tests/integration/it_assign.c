@@ -330,29 +330,46 @@ static void test_post_all_running(void **state)
     write_snapshot(1, 0.3);
     start_node();
     assert_true(wait_ready(200));
-    const char *b = "{\"unit\":\"user-7\",\"attributes\":{\"country\":\"FR\"}}";
+    /* every item equals the GET answer for its experiment, for units in and out of each
+     * experiment (coverage, condition, layer, override, paused), so that an item in by its hash
+     * is followed both by items in and by items out (the answer joins such items) */
+    int in_then_in = 0, in_then_out = 0, out_then_in = 0;
     struct http_response r;
-    assert_int_equal(http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b),
-                             &r),
-                     0);
-    assert_int_equal(r.status, 200);
-    json_t *doc = json_loads(r.body, 0, NULL);
-    http_response_free(&r);
-    json_t *list = json_object_get(doc, "assignments");
-    assert_int_equal(json_array_size(list), 5); /* the running ones, not the paused one */
-    size_t i;
-    json_t *a;
-    json_array_foreach(list, i, a)
-    {
-        char path[256];
-        snprintf(path, sizeof(path), "/v1/assign?experiment=%s&unit=user-7&attr.country=FR",
-                 json_string_value(json_object_get(a, "experiment")));
-        int st;
-        json_t *one = get_json(path, &st);
-        assert_true(json_equal(one, a));
-        json_decref(one);
+    json_t *doc, *list;
+    for (int u = 0; u < 40; u++) {
+        const char *country = u % 3 == 0 ? "DE" : "FR";
+        char b[160];
+        snprintf(b, sizeof(b), "{\"unit\":\"user-%d\",\"attributes\":{\"country\":\"%s\"}}",
+                 u == 0 ? 7 : u, country);
+        assert_int_equal(
+            http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b), &r), 0);
+        assert_int_equal(r.status, 200);
+        doc = json_loads(r.body, 0, NULL);
+        http_response_free(&r);
+        assert_non_null(doc);
+        list = json_object_get(doc, "assignments");
+        assert_int_equal(json_array_size(list), 5); /* the running ones, not the paused one */
+        size_t i;
+        json_t *a;
+        int was_in = -1;
+        json_array_foreach(list, i, a)
+        {
+            char path[256];
+            snprintf(path, sizeof(path), "/v1/assign?experiment=%s&unit=user-%d&attr.country=%s",
+                     json_string_value(json_object_get(a, "experiment")), u == 0 ? 7 : u, country);
+            int st;
+            json_t *one = get_json(path, &st);
+            assert_true(json_equal(one, a));
+            json_decref(one);
+            int in = strcmp(json_string_value(json_object_get(a, "reason")), "hashed") == 0;
+            in_then_in += was_in == 1 && in;
+            in_then_out += was_in == 1 && !in;
+            out_then_in += was_in == 0 && in;
+            was_in = in;
+        }
+        json_decref(doc);
     }
-    json_decref(doc);
+    assert_true(in_then_in > 0 && in_then_out > 0 && out_then_in > 0);
 
     /* a unit that JSON must escape comes back as sent, in the answer of a given list */
     const char *odd = "{\"unit\":\"q\\\"u\\\\o\\n\u00e9\U0001F600\","

@@ -497,6 +497,20 @@ static void test_own_vectors(void **state)
                 assert_true(out[k] == assign_hash_v2_from(states[k], texts[t].text, texts[t].len));
         }
     }
+    /* the outer hash reads the inner one's digits without writing them: it must equal FNV over
+     * its decimal text, for every count of digits and at every boundary (over "" the inner hash
+     * is the state itself) and for a sweep of 2 million values */
+    uint32_t edges[] = {0,          1,          9,          10,         99999999,   100000000,
+                        100000001,  199999999,  999999999,  1000000000, 1000000001, 1099999999,
+                        2147483647, 2147483648, 4199999999, 4200000000, 4294967294, 4294967295};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]) + 2000000; i++) {
+        uint32_t x = i < sizeof(edges) / sizeof(edges[0]) ? edges[i] : (uint32_t)i * 2654435761u;
+        char dec[16];
+        int len = snprintf(dec, sizeof(dec), "%u", x);
+        uint32_t outer = assign_fnv1a(ASSIGN_FNV_OFFSET, dec, (size_t)len);
+        if (assign_hash_v2_from(x, "", 0) != (double)(outer % 10000) / 10000)
+            fail_msg("outer hash of %u", x);
+    }
     /* unknown hash versions give null (-1), never a bucket */
     assert_true(assign_hash("s", 1, "u", 1, 3) < 0);
     assert_true(assign_hash("s", 1, "u", 1, 0) < 0);
