@@ -764,6 +764,13 @@ void assign_run_many(const struct assign_experiment *const *exps, size_t n,
             int gate = plain_ctx && e->plain ? plain_gates(e, ctx, &res[i], &h, &text, &len) : -1;
             if (gate == 0)
                 continue;
+            if (gate > 0 && (q == 0 || (text == qtext && len == qlen))) { /* the usual */
+                qtext = text;
+                qlen = len;
+                states[q] = e->seed_state;
+                queued[q++] = i;
+                continue;
+            }
             if (gate < 0 && (e->bandit_ref != NULL || e->hash_version != 2)) {
                 assign_run(e, ctx, &res[i]);
                 continue;

@@ -219,14 +219,6 @@ void assign_bucket_ranges(size_t n, double coverage, const double *weights, size
     }
 }
 
-int assign_choose_variation(double n, const struct assign_range *ranges, size_t nranges)
-{
-    for (size_t i = 0; i < nranges; i++)
-        if (assign_in_range(n, &ranges[i]))
-            return (int)i;
-    return -1;
-}
-
 int assign_in_namespace(const char *unit, size_t unit_len, const char *ns_id, size_t ns_len,
                         double start, double end)
 {

@@ -64,8 +64,15 @@ void assign_equal_weights(size_t n, double *out);
 void assign_bucket_ranges(size_t n, double coverage, const double *weights, size_t nweights,
                           struct assign_range *out);
 
-/* Index of the first range containing n, or -1. */
-int assign_choose_variation(double n, const struct assign_range *ranges, size_t nranges);
+/* Index of the first range containing n, or -1. Inline: every hashed unit takes it. */
+static inline int assign_choose_variation(double n, const struct assign_range *ranges,
+                                          size_t nranges)
+{
+    for (size_t i = 0; i < nranges; i++)
+        if (assign_in_range(n, &ranges[i]))
+            return (int)i;
+    return -1;
+}
 
 /* GrowthBook's inNamespace: start <= hash("__" + id, unit, 1) < end. */
 int assign_in_namespace(const char *unit, size_t unit_len, const char *ns_id, size_t ns_len,

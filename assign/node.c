@@ -502,38 +502,21 @@ static char *put_text(char *o, struct assign_text t)
     return o + t.len;
 }
 
-/*
- * One assignment as the API reports it, after its head ({"experiment":"KEY","unit":): this is
- * the hot path, so it copies the pieces the snapshot compiled for e (assign_int.h) around the unit
- * (unit_json: the unit as a JSON string, written once per request), the hash and the reason. A
- * unit in the experiment by its hash, the answer most get, ends with hashed_end[v] (e's
- * hashed_post, or its hashed_join) and is assembled in room made once.
- */
-static void write_after_head(struct ab_jsonw *w, const struct assign_entry *e,
-                             const struct ab_jsonw *unit_json, const struct assign_result *res,
-                             const struct assign_text *hashed_end)
+/* write_after_head piece by piece: any answer, in any room. */
+__attribute__((noinline)) static void write_pieces(struct ab_jsonw *w, const struct assign_entry *e,
+                                                   const struct ab_jsonw *unit_json,
+                                                   const struct assign_result *res,
+                                                   const struct assign_text *hashed_end)
 {
 #define TEXT(t) ab_jsonw_raw(w, (t).p, (t).len)
 #define KEY(k) ab_jsonw_raw(w, k, sizeof(k) - 1)
+    ab_jsonw_raw(w, unit_json->buf, unit_json->len);
     if (res->reason == ASSIGN_HASHED) { /* in the experiment, with its hash */
-        struct assign_text pre = e->hashed_pre[res->variation];
-        struct assign_text end = hashed_end[res->variation];
-        if (ab_jsonw_room(w, unit_json->len + pre.len + 8 + end.len)) {
-            char *o = w->buf + w->len;
-            memcpy(o, unit_json->buf, unit_json->len);
-            char *bucket = put_text(o + unit_json->len, pre);
-            if ((o = ab_jsonw_put_bucket(bucket, res->bucket)) != NULL) {
-                ab_jsonw_end(w, put_text(o, end));
-                return;
-            }
-        }
-        ab_jsonw_raw(w, unit_json->buf, unit_json->len);
-        TEXT(pre);
+        TEXT(e->hashed_pre[res->variation]);
         ab_jsonw_double(w, res->bucket);
-        TEXT(end);
+        TEXT(hashed_end[res->variation]);
         return;
     }
-    ab_jsonw_raw(w, unit_json->buf, unit_json->len);
     if (res->in_experiment)
         KEY(",\"in_experiment\":true");
     else
@@ -549,6 +532,33 @@ static void write_after_head(struct ab_jsonw *w, const struct assign_entry *e,
     TEXT(e->tail);
 #undef KEY
 #undef TEXT
+}
+
+/*
+ * One assignment as the API reports it, after its head ({"experiment":"KEY","unit":): this is
+ * the hot path, so it copies the pieces the snapshot compiled for e (assign_int.h) around the unit
+ * (unit_json: the unit as a JSON string, written once per request), the hash and the reason. A
+ * unit in the experiment by its hash, the answer most get, ends with hashed_end[v] (e's
+ * hashed_post, or its hashed_join) and is assembled inline in room made once.
+ */
+static inline __attribute__((always_inline)) void
+write_after_head(struct ab_jsonw *w, const struct assign_entry *e, const struct ab_jsonw *unit_json,
+                 const struct assign_result *res, const struct assign_text *hashed_end)
+{
+    if (res->reason == ASSIGN_HASHED) {
+        struct assign_text pre = e->hashed_pre[res->variation];
+        struct assign_text end = hashed_end[res->variation];
+        if (ab_jsonw_room(w, unit_json->len + pre.len + 8 + end.len)) {
+            char *o = w->buf + w->len;
+            memcpy(o, unit_json->buf, unit_json->len);
+            char *bucket = put_text(o + unit_json->len, pre);
+            if ((o = ab_jsonw_put_bucket(bucket, res->bucket)) != NULL) {
+                ab_jsonw_end(w, put_text(o, end));
+                return;
+            }
+        }
+    }
+    write_pieces(w, e, unit_json, res, hashed_end);
 }
 
 /* One assignment, after a comma when comma is set. */
