@@ -148,16 +148,6 @@ const unsigned char ab_jsonw_trailing[100] = {
     1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 
-/* The decimals of frac / 10^4 (0 < frac < 10^4) into d[4], then its count without trailing
- * zeros. */
-static size_t decimals4(unsigned frac, char d[4])
-{
-    size_t hi = frac / 100, lo = frac % 100;
-    memcpy(d, &ab_jsonw_pairs[2 * hi], 2);
-    memcpy(d + 2, &ab_jsonw_pairs[2 * lo], 2);
-    return lo != 0 ? 4 - (size_t)ab_jsonw_trailing[lo] : 2 - (size_t)ab_jsonw_trailing[hi];
-}
-
 /*
  * Fast path for values with at most 4 decimals: when k / 10^4 reads back as v, "k / 10^4" with
  * its trailing zeros dropped is v's shortest text. Writes it so that it ends at end and returns
@@ -177,7 +167,7 @@ static char *format_short_decimal(double v, char *end)
         *--p = '0';
     } else {
         char d[4];
-        size_t n = decimals4(frac, d);
+        size_t n = ab_jsonw_decimals4(frac, d);
         p -= n;
         memcpy(p, d, n);
     }

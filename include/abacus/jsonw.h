@@ -77,6 +77,16 @@ static inline void ab_jsonw_end(struct ab_jsonw *w, char *end)
 extern const char ab_jsonw_pairs[201];             /* [2k], [2k + 1]: the digits of k < 100 */
 extern const unsigned char ab_jsonw_trailing[100]; /* [k]: the zeros that end k as 2 digits */
 
+/* The 4 decimals of frac / 10^4 (frac < 10^4) into d[4]; their count without trailing zeros
+ * (0 for frac 0). */
+static inline size_t ab_jsonw_decimals4(unsigned frac, char d[4])
+{
+    size_t hi = frac / 100, lo = frac % 100;
+    memcpy(d, &ab_jsonw_pairs[2 * hi], 2);
+    memcpy(d + 2, &ab_jsonw_pairs[2 * lo], 2);
+    return lo != 0 ? 4 - (size_t)ab_jsonw_trailing[lo] : 2 - (size_t)ab_jsonw_trailing[hi];
+}
+
 /*
  * When v is k / 10^4 for an integer 0 <= k < 10^4 (every bucket a hash gives), writes its
  * shortest text ("0.0", "0.25", "0.4413": what ab_jsonw_double writes) at o, which must have 8
@@ -89,13 +99,9 @@ static inline char *ab_jsonw_put_bucket(char *o, double v)
     unsigned k = (unsigned)(v * 10000 + 0.5);
     if (k >= 10000 || (double)k / 10000 != v)
         return NULL;
-    size_t hi = k / 100, lo = k % 100;
     char t[8] = {'0', '.'};
-    memcpy(t + 2, &ab_jsonw_pairs[2 * hi], 2);
-    memcpy(t + 4, &ab_jsonw_pairs[2 * lo], 2);
-    size_t n = k == 0    ? 3
-               : lo != 0 ? 6 - (size_t)ab_jsonw_trailing[lo]
-                         : 4 - (size_t)ab_jsonw_trailing[hi];
+    size_t n = 2 + ab_jsonw_decimals4(k, t + 2);
+    n = k == 0 ? 3 : n;
     memcpy(o, t, sizeof(t));
     return o + n;
 }
