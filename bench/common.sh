@@ -30,7 +30,7 @@ wait_port() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # measure PID WRK_ARGS...: one wrk run (pinned to CPU 1) against the server PID; prints
-# "req/s requests cpu-ticks p99-ms errors".
+# "req/s requests cpu-ticks p99-ms errors" (wrk's error lines themselves go to stderr).
 measure() {
   local pid=$1 before after out
   shift
@@ -41,6 +41,6 @@ measure() {
     /^Requests\/sec:/ {r = $2}
     / requests in / {n = $1}
     /^ +99%/ {p = $2; if (p ~ /us$/) p = p / 1000; else if (p ~ /ms$/) p = p + 0; else if (p ~ /s$/) p = p * 1000}
-    /Non-2xx|Socket errors/ {e += 1}
+    /Non-2xx|Socket errors/ {e += 1; print "wrk: " $0 > "/dev/stderr"}
     END {printf "%s %s %s %s %d\n", r, n, t, p, e}' <<<"$out"
 }
