@@ -324,6 +324,19 @@ static void test_bad_input(void **state)
     json_decref(d);
 }
 
+/* The answer to POST body b (200 expected), parsed. */
+static json_t *post_json(const char *b)
+{
+    struct http_response r;
+    assert_int_equal(
+        http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b), &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    http_response_free(&r);
+    assert_non_null(doc);
+    return doc;
+}
+
 static void test_post_all_running(void **state)
 {
     (void)state;
@@ -341,12 +354,7 @@ static void test_post_all_running(void **state)
         char b[160];
         snprintf(b, sizeof(b), "{\"unit\":\"user-%d\",\"attributes\":{\"country\":\"%s\"}}",
                  u == 0 ? 7 : u, country);
-        assert_int_equal(
-            http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b), &r), 0);
-        assert_int_equal(r.status, 200);
-        doc = json_loads(r.body, 0, NULL);
-        http_response_free(&r);
-        assert_non_null(doc);
+        doc = post_json(b);
         list = json_object_get(doc, "assignments");
         assert_int_equal(json_array_size(list), 5); /* the running ones, not the paused one */
         size_t i;
@@ -424,19 +432,6 @@ static void test_post_all_running(void **state)
         }
         json_decref(doc);
     }
-}
-
-/* The answer to POST body b (200 expected), parsed. */
-static json_t *post_json(const char *b)
-{
-    struct http_response r;
-    assert_int_equal(
-        http_do(g_node.port, "POST", "/v1/assign", "application/json", b, strlen(b), &r), 0);
-    assert_int_equal(r.status, 200);
-    json_t *doc = json_loads(r.body, 0, NULL);
-    http_response_free(&r);
-    assert_non_null(doc);
-    return doc;
 }
 
 /* The assignment of experiment key in a POST answer. */
