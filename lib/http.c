@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <h2o.h>
@@ -371,6 +372,42 @@ const char *ab_http_header(const struct ab_http_req *req, const char *name, size
     if (len != NULL)
         *len = h->value.len;
     return h2o_strdup(&req->h2o->pool, h->value.base, h->value.len).base;
+}
+
+int ab_http_content_type_is(const struct ab_http_req *req, const char *type)
+{
+    size_t len = 0, n = strlen(type);
+    const char *ct = ab_http_header(req, "content-type", &len);
+    if (ct == NULL || len < n || strncasecmp(ct, type, n) != 0)
+        return 0;
+    return len == n || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
+}
+
+void ab_http_send_unsupported_media(struct ab_http_req *req, const char *types)
+{
+    ab_http_send_error(req, AB_ERR_UNSUPPORTED_MEDIA, "content-type", "send the body as %s",
+                       types);
+}
+
+json_t *ab_http_json_object(struct ab_http_req *req, const struct ab_json_limits *limits)
+{
+    if (!ab_http_content_type_is(req, "application/json")) {
+        ab_http_send_unsupported_media(req, "application/json");
+        return NULL;
+    }
+    size_t len;
+    const char *body = ab_http_body(req, &len);
+    json_t *doc = NULL;
+    struct ab_errinfo ei;
+    enum ab_err rc = ab_json_parse(body, len, limits, &doc, &ei);
+    if (rc == AB_OK && !json_is_object(doc)) {
+        json_decref(doc);
+        doc = NULL;
+        rc = ab_fail(&ei, AB_ERR_INVALID_FIELD, "body", "must be a JSON object");
+    }
+    if (rc != AB_OK)
+        ab_http_send_errinfo(req, rc, &ei);
+    return doc;
 }
 
 void ab_http_peer(const struct ab_http_req *req, char *buf, size_t len)

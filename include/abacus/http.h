@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include "abacus/clock.h"
 #include "abacus/err.h"
+#include "abacus/json.h"
 #include "abacus/log.h"
 #include "abacus/url.h"
 
@@ -114,6 +115,27 @@ const char *ab_http_body(const struct ab_http_req *req, size_t *len);
 
 /* Value of the first header called name (case-insensitive), or NULL; *len gets its length. */
 const char *ab_http_header(const struct ab_http_req *req, const char *name, size_t *len);
+
+/*
+ * 1 when the request's Content-Type names the media type `type` ("application/json"): compared
+ * case-insensitively, with parameters allowed after it ("application/json; charset=utf-8");
+ * 0 otherwise, and when there is no Content-Type.
+ */
+int ab_http_content_type_is(const struct ab_http_req *req, const char *type);
+
+/*
+ * Sends the one 415 of every route that takes a body: code unsupported_media_type, field
+ * "content-type", message "send the body as " + types ("application/json").
+ */
+void ab_http_send_unsupported_media(struct ab_http_req *req, const char *types);
+
+/*
+ * The body of a route that takes a JSON object: checks the media type (application/json, else
+ * the 415 above), parses within limits (NULL: ab_json_default_limits; over max_bytes: 413) and
+ * requires an object (field "body"). Returns the document (a new reference, the caller's), or
+ * NULL once it has answered the error itself.
+ */
+json_t *ab_http_json_object(struct ab_http_req *req, const struct ab_json_limits *limits);
 
 /*
  * The client's address as text ("127.0.0.1", "::1") into buf[0..len) (NUL-terminated; "" when
