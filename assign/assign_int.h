@@ -182,13 +182,6 @@ void assign_run(const struct assign_experiment *e, const struct assign_context *
 void assign_run_many(const struct assign_experiment *const *exps, size_t n,
                      const struct assign_context *ctx, struct assign_result *res);
 
-/*
- * The string a JSON attribute value is hashed as, the way JavaScript turns it into a string
- * (123 -> "123", 1.5 -> "1.5", true -> "true"), or NULL when the value counts as empty (missing,
- * null, false, 0, ""). *len gets the length; buf (at least 32 bytes) may hold the text.
- */
-const char *assign_attr_text(const json_t *v, char *buf, size_t *len);
-
 /* GrowthBook's getQueryStringOverride: the forced index from url, or -1. */
 int assign_query_override(const char *key, const char *url, size_t nvariations);
 

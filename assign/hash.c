@@ -2,6 +2,7 @@
  * Hashing and bucketing (see hash.h). FNV-1a 32-bit with the reference SDK's unit of hashing,
  * the UTF-16 code unit, decoded here from UTF-8 on the fly so nothing is allocated.
  */
+#include "abacus/utf8.h"
 #include "hash.h"
 
 #define FNV_PRIME 0x01000193u
@@ -9,22 +10,6 @@
 static uint32_t step(uint32_t h, uint32_t unit)
 {
     return (h ^ unit) * FNV_PRIME;
-}
-
-/* The code point of the valid UTF-8 sequence of 2 to 4 bytes at s; its length into *n. */
-static uint32_t decode_multibyte(const unsigned char *s, size_t *n)
-{
-    if (s[0] < 0xe0) {
-        *n = 2;
-        return (uint32_t)(s[0] & 0x1f) << 6 | (s[1] & 0x3f);
-    }
-    if (s[0] < 0xf0) {
-        *n = 3;
-        return (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
-    }
-    *n = 4;
-    return (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3f) << 12 |
-           (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f);
 }
 
 /* The UTF-16 code units of code point cp into out; returns their count (1, or 2: a pair). */
@@ -51,7 +36,7 @@ uint32_t assign_fnv1a(uint32_t h, const char *str, size_t len)
         }
         size_t n;
         uint16_t units[2];
-        size_t m = utf16_of(decode_multibyte(s + i, &n), units);
+        size_t m = utf16_of(ab_utf8_decode_valid(s + i, &n), units);
         i += n;
         for (size_t k = 0; k < m; k++)
             h = step(h, units[k]);
@@ -70,7 +55,7 @@ static size_t utf16_units(const char *str, size_t len, uint16_t *out)
             continue;
         }
         size_t n;
-        k += utf16_of(decode_multibyte(s + i, &n), out + k);
+        k += utf16_of(ab_utf8_decode_valid(s + i, &n), out + k);
         i += n;
     }
     return k;

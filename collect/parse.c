@@ -16,6 +16,7 @@
 #include <string.h>
 #include "abacus/json.h"
 #include "abacus/mem.h"
+#include "abacus/utf8.h"
 #include "collect_int.h"
 
 static const char *const CODE_NAMES[COLLECT_CODE_COUNT] = {
@@ -131,38 +132,6 @@ int collect_parse_ts(const json_t *v, int64_t *ms)
 
 /* ---------------------------------------------------------------- UTF-8 and structure */
 
-/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 (RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
 /* Copy of body with invalid UTF-8 bytes replaced by '?'; *bad gets their offsets (heap). */
 static char *sanitize(const char *body, size_t len, size_t **bad, size_t *nbad)
 {
@@ -172,7 +141,7 @@ static char *sanitize(const char *body, size_t len, size_t **bad, size_t *nbad)
     *nbad = 0;
     size_t cap = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq((const unsigned char *)body + i, len - i);
+        size_t n = ab_utf8_seq(body + i, len - i);
         if (n > 0) {
             i += n;
             continue;
@@ -305,7 +274,7 @@ static void utf8_trim(char *s)
 {
     size_t len = strlen(s);
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        size_t n = ab_utf8_seq(s + i, len - i);
         if (n == 0) {
             s[i] = '\0';
             return;

@@ -542,6 +542,11 @@ static void test_attr_text(void **state)
         {json_real(1.5e-7), "1.5e-7"},   {json_real(123456789.125), "123456789.125"},
         {json_real(-2.0), "-2"},         {json_true(), "true"},
         {json_string("u1"), "u1"},       {json_real(0.000001), "0.000001"},
+        /* JavaScript reads every JSON number as a double: past 2^53 the digits are its own */
+        {json_integer(9007199254740993LL), "9007199254740992"},
+        {json_integer(1152921504606846976LL), "1152921504606847000"},
+        {json_real(123456789012345677877.0), "123456789012345680000"},
+        {json_real(-1234567.0), "-1234567"},
     };
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         char buf[32];
