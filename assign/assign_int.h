@@ -11,9 +11,14 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <curl/curl.h>
 #include <jansson.h>
+#include "abacus/clock.h"
 #include "abacus/err.h"
+#include "abacus/follower.h"
+#include "abacus/holder.h"
+#include "abacus/http.h"
+#include "abacus/jsonw.h"
+#include "abacus/log.h"
 #include "abacus/snapshot.h"
 #include "condition.h"
 #include "hash.h"
@@ -209,7 +214,7 @@ struct assign_text {
 
 /*
  * One Abacus experiment of a snapshot, compiled. Its answer (GET /v1/assign, one item of POST)
- * is written once here around what varies per request, so that the hot path copies bytes:
+ * is written once by answer.c around what varies per request, so that the hot path copies bytes:
  *   head {"experiment":"KEY","unit":   + the unit + ,"in_experiment":B
  *   variant[v] ,"variant":"V","variation_id":v,"hash_value":   + the hash or null
  *   payload[v] ,"payload":{...},"reason":"   + the reason + tail ","phase":N,"snapshot_version":S}
@@ -222,8 +227,6 @@ struct assign_text {
 struct assign_entry {
     struct assign_experiment *exp; /* key, ranges, condition... */
     int running;                   /* 0: paused (everyone gets the control, not_running) */
-    char **variant_keys;           /* [exp->nvariations] */
-    int64_t phase;
     struct assign_text head, tail;
     struct assign_text *variant, *payload; /* [exp->nvariations] */
     struct assign_text *hashed_pre, *hashed_post; /* [exp->nvariations] */
@@ -271,6 +274,51 @@ const struct assign_entry *assign_snap_findn(const struct assign_snap *snap, con
 /* 1 when key hashes to one of the snapshot's SDK client keys. */
 int assign_snap_client_key_ok(const struct assign_snap *snap, const char *key);
 
+/* --- the node (node.c: lifecycle, readiness, metrics; api.c: the HTTP handlers) --- */
+
+struct assign_node {
+    struct ab_follower *follower; /* hands over each verified snapshot (node.c) */
+    struct ab_holder holder;      /* the current struct assign_snap; a slot per HTTP worker */
+    const struct ab_log *log;
+    const struct ab_clock *clock;
+};
+
+/* Registers the node's routes (GET/POST /v1/assign, /api/features, /api/eval) on srv. */
+enum ab_err assign_api_mount(struct assign_node *n, struct ab_http_server *srv,
+                             struct ab_errinfo *ei);
+
+/* --- the answers of /v1/assign (answer.c) --- */
+
+#define ASSIGN_UNIT_MAX 256 /* longest unit id, bytes */
+
+/* Writes out's answer fragments for the snapshot experiment e of snapshot version version. */
+void assign_answer_compile(struct assign_entry *out, const struct ab_snapshot_experiment *e,
+                           int64_t version);
+
+/* Each running entry's hashed_join, once every entry's fragments are written. */
+void assign_answer_join(struct assign_snap *snap);
+
+/* Frees e's fragments (of its nvariants variants; what was never written may be NULL). */
+void assign_answer_free(struct assign_entry *e, size_t nvariants);
+
+/* About the bytes of an answer of items assignments for a unit of unit_len bytes. */
+size_t assign_answer_size(size_t items, size_t unit_len);
+
+/*
+ * GET /v1/assign's answer: e evaluated for the unit (unit[0..unit_len), valid UTF-8, at most
+ * ASSIGN_UNIT_MAX bytes) with attributes attrs, written to w.
+ */
+void assign_answer_get(struct ab_jsonw *w, const struct assign_entry *e,
+                       const struct assign_attrs *attrs, const char *unit, size_t unit_len);
+
+/*
+ * POST /v1/assign's answer, {"snapshot_version":S,"assignments":[...]}, to w: the experiments
+ * listed[0..n) in that order, or every running experiment when listed is NULL.
+ */
+void assign_answer_post(struct ab_jsonw *w, const struct assign_snap *snap,
+                        const struct assign_attrs *attrs, const char *unit, size_t unit_len,
+                        const struct assign_entry *const *listed, size_t n);
+
 /* --- POST /v1/assign bodies (post.c) --- */
 
 #define ASSIGN_POST_KEYS_MAX 128 /* longest experiments list read without jansson */
@@ -299,54 +347,5 @@ struct assign_post {
  * which the caller parses with jansson instead. out is filled only on 1.
  */
 int assign_post_read(const char *body, size_t len, size_t unit_max, struct assign_post *out);
-
-/* --- replication transport (fetch.c) --- */
-
-#define ASSIGN_MANIFEST_MAX 4096 /* largest manifest accepted, bytes */
-#define ASSIGN_ETAG_MAX 128
-
-/* GET /v1/snapshots/latest, checked. */
-struct assign_manifest {
-    int64_t version; /* > 0 */
-    char sha256[65]; /* 64 lowercase hex digits */
-    int64_t size;    /* bytes, > 0 */
-    char url[1024];  /* of the file, relative to the manifest's URL or absolute */
-};
-
-/*
- * Parses and checks a manifest (unknown fields are ignored). Errors: AB_ERR_INVALID_JSON,
- * AB_ERR_INVALID_FIELD naming the field.
- */
-enum ab_err assign_manifest_parse(const char *buf, size_t len, struct assign_manifest *out,
-                                  struct ab_errinfo *ei);
-
-enum assign_fetch_result {
-    ASSIGN_FETCH_OK,
-    ASSIGN_FETCH_NOT_MODIFIED, /* 304: the manifest's ETag still holds */
-    ASSIGN_FETCH_FAILED,       /* network error, timeout, status other than 200 (and 304) */
-    ASSIGN_FETCH_TOO_LARGE,    /* more bytes than the cap */
-};
-
-/*
- * Fetches the manifest at url (If-None-Match: etag unless NULL or "") into body[0..cap); *len
- * gets its size and new_etag the response's ETag ("" when none). err gets the reason on failure.
- */
-enum assign_fetch_result assign_fetch_manifest(CURL *c, const char *url, const char *etag,
-                                               char *body, size_t cap, size_t *len,
-                                               char new_etag[ASSIGN_ETAG_MAX], char *err,
-                                               size_t errlen);
-
-/*
- * Downloads url into the file path (created or truncated, fsynced), aborting past cap bytes;
- * sha256 gets the hex SHA-256 and *size the bytes of what arrived (also when it is cut short,
- * which returns OK so that the caller's size check names the problem).
- */
-enum assign_fetch_result assign_fetch_file(CURL *c, const char *url, const char *path,
-                                           int64_t cap, char sha256[65], int64_t *size, char *err,
-                                           size_t errlen);
-
-/* Resolves ref (absolute, or relative like "/v1/snapshots/17.db") against base into out. */
-enum ab_err assign_resolve_url(const char *base, const char *ref, char *out, size_t len,
-                               struct ab_errinfo *ei);
 
 #endif

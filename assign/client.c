@@ -108,7 +108,7 @@ static int assign_local(struct ab_client *c, const char *experiment, const char 
     struct assign_result res;
     assign_run(e->exp, &ctx, &res);
     json_decref(a);
-    set_control(out, e->variant_keys[res.variation], assign_reason_name(res.reason));
+    set_control(out, e->exp->meta[res.variation].key, assign_reason_name(res.reason));
     out->in_experiment = res.in_experiment;
     out->variation_id = res.variation;
     out->hash_value = res.hash_used ? res.bucket : -1;

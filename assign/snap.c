@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "abacus/jsonw.h"
 #include "abacus/mem.h"
 #include "assign_int.h"
 
@@ -90,16 +89,6 @@ static int cmp_override(const void *a, const void *b)
                   ((const struct assign_override *)b)->unit);
 }
 
-/* What w holds, as text of its own; w is emptied for the next piece. */
-static struct assign_text take_text(struct ab_jsonw *w)
-{
-    struct assign_text t = {ab_mem_calloc(w->len + 1, 1), w->len};
-    memcpy(t.p, w->buf, w->len);
-    t.p[w->len] = '\0';
-    w->len = 0;
-    return t;
-}
-
 static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t version,
                                  const json_t *exp, struct assign_entry *out,
                                  struct ab_errinfo *ei)
@@ -109,51 +98,7 @@ static enum ab_err compile_entry(const struct ab_snapshot_experiment *e, int64_t
     if (rc != AB_OK)
         return ab_fail(ei, rc, inner.field, "experiment %.60s: %s", e->key, inner.message);
     out->running = e->running;
-    out->phase = e->phase;
-    out->variant_keys = ab_mem_calloc(e->nvariants, sizeof(char *));
-    out->variant = ab_mem_calloc(e->nvariants, sizeof(*out->variant));
-    out->payload = ab_mem_calloc(e->nvariants, sizeof(*out->payload));
-    struct ab_jsonw w;
-    ab_jsonw_init(&w, SIZE_MAX);
-    ab_jsonw_raw(&w, "{\"experiment\":", 14);
-    ab_jsonw_str(&w, e->key, strlen(e->key));
-    ab_jsonw_raw(&w, ",\"unit\":", 8);
-    out->head = take_text(&w);
-    for (size_t i = 0; i < e->nvariants; i++) {
-        out->variant_keys[i] = ab_mem_strdup(e->variants[i].key);
-        ab_jsonw_raw(&w, ",\"variant\":", 11);
-        ab_jsonw_str(&w, e->variants[i].key, strlen(e->variants[i].key));
-        ab_jsonw_raw(&w, ",\"variation_id\":", 16);
-        ab_jsonw_int(&w, (long long)i);
-        ab_jsonw_raw(&w, ",\"hash_value\":", 14);
-        out->variant[i] = take_text(&w);
-        char *payload =
-            json_dumps(e->variants[i].payload, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
-        ab_jsonw_raw(&w, ",\"payload\":", 11);
-        ab_jsonw_raw(&w, payload, strlen(payload));
-        ab_jsonw_raw(&w, ",\"reason\":\"", 11);
-        free(payload);
-        out->payload[i] = take_text(&w);
-    }
-    ab_jsonw_raw(&w, "\",\"phase\":", 10);
-    ab_jsonw_int(&w, e->phase);
-    ab_jsonw_raw(&w, ",\"snapshot_version\":", 20);
-    ab_jsonw_int(&w, version);
-    ab_jsonw_raw(&w, "}", 1);
-    out->tail = take_text(&w);
-    out->hashed_pre = ab_mem_calloc(e->nvariants, sizeof(*out->hashed_pre));
-    out->hashed_post = ab_mem_calloc(e->nvariants, sizeof(*out->hashed_post));
-    const char *hashed = assign_reason_name(ASSIGN_HASHED);
-    for (size_t i = 0; i < e->nvariants; i++) {
-        ab_jsonw_raw(&w, ",\"in_experiment\":true", 21);
-        ab_jsonw_raw(&w, out->variant[i].p, out->variant[i].len);
-        out->hashed_pre[i] = take_text(&w);
-        ab_jsonw_raw(&w, out->payload[i].p, out->payload[i].len);
-        ab_jsonw_raw(&w, hashed, strlen(hashed));
-        ab_jsonw_raw(&w, out->tail.p, out->tail.len);
-        out->hashed_post[i] = take_text(&w);
-    }
-    ab_jsonw_dispose(&w);
+    assign_answer_compile(out, e, version);
     struct assign_experiment *x = out->exp;
     x->noverrides = e->noverrides;
     x->plain = x->plain && x->noverrides == 0;
@@ -206,28 +151,6 @@ static void class_conditions(const struct ab_snapshot *s, struct assign_snap *sn
     free(t);
 }
 
-/* Each running entry's hashed_join (assign_int.h). */
-static void join_running(struct assign_snap *snap)
-{
-    for (size_t k = 0; k < snap->nrunning; k++) {
-        struct assign_entry *e = &snap->entries[snap->running[k]];
-        const struct assign_entry *next =
-            k + 1 < snap->nrunning ? &snap->entries[snap->running[k + 1]] : NULL;
-        e->hashed_join = ab_mem_calloc(e->exp->nvariations, sizeof(*e->hashed_join));
-        for (size_t v = 0; v < e->exp->nvariations; v++) {
-            const struct assign_text *post = &e->hashed_post[v];
-            size_t len = post->len + (next != NULL ? 1 + next->head.len : 0);
-            struct assign_text *t = &e->hashed_join[v];
-            *t = (struct assign_text){ab_mem_calloc(len + 1, 1), len};
-            memcpy(t->p, post->p, post->len);
-            if (next != NULL) {
-                t->p[post->len] = ',';
-                memcpy(t->p + post->len + 1, next->head.p, next->head.len);
-            }
-        }
-    }
-}
-
 enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap **out,
                                 struct ab_errinfo *ei)
 {
@@ -254,7 +177,7 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
             goto Exit;
     }
     class_conditions(s, snap);
-    join_running(snap);
+    assign_answer_join(snap);
     snap->scalar_attributes_ok = 1;
     for (size_t i = 0; i < snap->nentries; i++)
         snap->scalar_attributes_ok &=
@@ -289,26 +212,7 @@ void assign_snap_release(struct assign_snap *snap)
         return;
     for (size_t i = 0; i < snap->nentries; i++) {
         struct assign_entry *e = &snap->entries[i];
-        size_t n = e->exp != NULL ? e->exp->nvariations : 0;
-        for (size_t v = 0; v < n && e->variant_keys != NULL; v++) {
-            free(e->variant_keys[v]);
-            free(e->variant[v].p);
-            free(e->payload[v].p);
-            if (e->hashed_pre != NULL) {
-                free(e->hashed_pre[v].p);
-                free(e->hashed_post[v].p);
-            }
-            if (e->hashed_join != NULL)
-                free(e->hashed_join[v].p);
-        }
-        free(e->variant_keys);
-        free(e->variant);
-        free(e->payload);
-        free(e->hashed_pre);
-        free(e->hashed_post);
-        free(e->hashed_join);
-        free(e->head.p);
-        free(e->tail.p);
+        assign_answer_free(e, e->exp != NULL ? e->exp->nvariations : 0);
         assign_experiment_free(e->exp);
     }
     free(snap->entries);

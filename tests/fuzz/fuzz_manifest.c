@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: the replication manifest parser (assign/fetch.c), which reads what a control
+ * libFuzzer target: the replication manifest parser (lib/replica.c), which reads what a control
  * plane, a mirror or anything in between answers at /v1/snapshots/latest. Checks, beyond not
  * crashing or leaking: an accepted manifest has a positive version and size, a 64-digit lowercase
  * hex SHA-256 and a non-empty URL without spaces or control characters; a refusal names a field.
@@ -8,15 +8,15 @@
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>
-#include "assign_int.h"
+#include "abacus/replica.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct assign_manifest m;
+    struct ab_replica_manifest m;
     struct ab_errinfo ei;
-    enum ab_err rc = assign_manifest_parse((const char *)data, size, &m, &ei);
+    enum ab_err rc = ab_replica_manifest_parse((const char *)data, size, &m, &ei);
     if (rc != AB_OK) {
         assert(rc == AB_ERR_INVALID_JSON || rc == AB_ERR_INVALID_FIELD);
         assert(ei.field[0] != '\0' && ei.message[0] != '\0');

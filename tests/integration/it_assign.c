@@ -209,7 +209,7 @@ static void test_answers_match_the_core(void **state)
             assign_run(e->exp, &ctx, &res);
             json_decref(attrs);
             assert_string_equal(json_string_value(json_object_get(got, "variant")),
-                                e->variant_keys[res.variation]);
+                                e->exp->meta[res.variation].key);
             assert_int_equal(json_is_true(json_object_get(got, "in_experiment")),
                              res.in_experiment);
             assert_string_equal(json_string_value(json_object_get(got, "reason")),

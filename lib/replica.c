@@ -1,9 +1,9 @@
 /*
- * The replication client's transport (DESIGN.md section 5): parsing the manifest an origin or a
- * mirror serves at /v1/snapshots/latest, and two libcurl transfers, the manifest (conditional on
- * its ETag) and a snapshot file streamed to disk with its size capped and its SHA-256 computed on
- * the way. No decisions here: node.c decides what to fetch, what to accept and what to count.
- * The manifest parser is fuzzed by tests/fuzz/fuzz_manifest.c.
+ * The replication transport: the manifest an origin or a mirror serves at /v1/snapshots/latest
+ * (parsed and checked), and two libcurl transfers, the manifest (conditional on its ETag) and a
+ * snapshot file streamed to disk with its size capped and its SHA-256 computed on the way. No
+ * decisions here: the follower (lib/follower.c) decides what to fetch, what to accept and what to
+ * count. The manifest parser is fuzzed by tests/fuzz/fuzz_manifest.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,14 +13,14 @@
 #include <strings.h>
 #include <unistd.h>
 #include "abacus/json.h"
+#include "abacus/replica.h"
 #include "abacus/version.h"
-#include "assign_int.h"
 
-enum ab_err assign_manifest_parse(const char *buf, size_t len, struct assign_manifest *out,
+enum ab_err ab_replica_manifest_parse(const char *buf, size_t len, struct ab_replica_manifest *out,
                                   struct ab_errinfo *ei)
 {
     memset(out, 0, sizeof(*out));
-    struct ab_json_limits lim = {ASSIGN_MANIFEST_MAX, 4};
+    struct ab_json_limits lim = {AB_REPLICA_MANIFEST_MAX, 4};
     json_t *doc = NULL;
     enum ab_err rc = ab_json_parse(buf, len, &lim, &doc, ei);
     if (rc != AB_OK)
@@ -81,7 +81,7 @@ static size_t body_write_cb(char *data, size_t size, size_t n, void *arg)
 }
 
 struct header_sink {
-    char etag[ASSIGN_ETAG_MAX];
+    char etag[AB_REPLICA_ETAG_MAX];
 };
 
 static size_t header_cb(char *data, size_t size, size_t n, void *arg)
@@ -111,18 +111,18 @@ static void common_options(CURL *c, const char *url, long timeout_ms)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "abacus-assign/" AB_VERSION);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "abacus/" AB_VERSION);
 }
 
-enum assign_fetch_result assign_fetch_manifest(CURL *c, const char *url, const char *etag,
-                                               char *body, size_t cap, size_t *len,
-                                               char new_etag[ASSIGN_ETAG_MAX], char *err,
-                                               size_t errlen)
+enum ab_replica_fetch_result ab_replica_fetch_manifest(CURL *c, const char *url, const char *etag,
+                                                       char *body, size_t cap, size_t *len,
+                                                       char new_etag[AB_REPLICA_ETAG_MAX],
+                                                       char *err, size_t errlen)
 {
     struct body_sink b = {body, 0, cap, 0};
     struct header_sink h = {""};
     struct curl_slist *hdrs = NULL;
-    char inm[ASSIGN_ETAG_MAX + 32];
+    char inm[AB_REPLICA_ETAG_MAX + 32];
     common_options(c, url, 10000L);
     if (etag != NULL && etag[0] != '\0') {
         snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
@@ -140,20 +140,20 @@ enum assign_fetch_result assign_fetch_manifest(CURL *c, const char *url, const c
     *len = b.len;
     if (b.overflow) {
         snprintf(err, errlen, "manifest larger than %zu bytes", cap);
-        return ASSIGN_FETCH_TOO_LARGE;
+        return AB_REPLICA_FETCH_TOO_LARGE;
     }
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s", curl_easy_strerror(cc));
-        return ASSIGN_FETCH_FAILED;
+        return AB_REPLICA_FETCH_FAILED;
     }
     if (status == 304)
-        return ASSIGN_FETCH_NOT_MODIFIED;
+        return AB_REPLICA_FETCH_NOT_MODIFIED;
     if (status != 200) {
         snprintf(err, errlen, "HTTP status %ld", status);
-        return ASSIGN_FETCH_FAILED;
+        return AB_REPLICA_FETCH_FAILED;
     }
     memcpy(new_etag, h.etag, sizeof(h.etag));
-    return ASSIGN_FETCH_OK;
+    return AB_REPLICA_FETCH_OK;
 }
 
 struct file_sink {
@@ -187,7 +187,7 @@ static size_t file_write_cb(char *data, size_t size, size_t n, void *arg)
     return bytes;
 }
 
-enum assign_fetch_result assign_fetch_file(CURL *c, const char *url, const char *path,
+enum ab_replica_fetch_result ab_replica_fetch_file(CURL *c, const char *url, const char *path,
                                            int64_t cap, char sha256[65], int64_t *size, char *err,
                                            size_t errlen)
 {
@@ -196,7 +196,7 @@ enum assign_fetch_result assign_fetch_file(CURL *c, const char *url, const char 
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-        return ASSIGN_FETCH_FAILED;
+        return AB_REPLICA_FETCH_FAILED;
     }
     struct file_sink f = {fd, EVP_MD_CTX_new(), 0, cap, 0, 0};
     EVP_DigestInit_ex(f.md, EVP_sha256(), NULL);
@@ -223,25 +223,25 @@ enum assign_fetch_result assign_fetch_file(CURL *c, const char *url, const char 
     sha256[64] = '\0';
     if (f.overflow) {
         snprintf(err, errlen, "the file is larger than the %lld bytes announced", (long long)cap);
-        return ASSIGN_FETCH_TOO_LARGE;
+        return AB_REPLICA_FETCH_TOO_LARGE;
     }
     if (f.write_failed || !synced) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        return ASSIGN_FETCH_FAILED;
+        return AB_REPLICA_FETCH_FAILED;
     }
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s", curl_easy_strerror(cc));
         /* a transfer cut short still tells the size check what arrived */
-        return cc == CURLE_PARTIAL_FILE ? ASSIGN_FETCH_OK : ASSIGN_FETCH_FAILED;
+        return cc == CURLE_PARTIAL_FILE ? AB_REPLICA_FETCH_OK : AB_REPLICA_FETCH_FAILED;
     }
     if (status != 200) {
         snprintf(err, errlen, "HTTP status %ld", status);
-        return ASSIGN_FETCH_FAILED;
+        return AB_REPLICA_FETCH_FAILED;
     }
-    return ASSIGN_FETCH_OK;
+    return AB_REPLICA_FETCH_OK;
 }
 
-enum ab_err assign_resolve_url(const char *base, const char *ref, char *out, size_t len,
+enum ab_err ab_replica_resolve_url(const char *base, const char *ref, char *out, size_t len,
                                struct ab_errinfo *ei)
 {
     CURLU *u = curl_url();
