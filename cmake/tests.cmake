@@ -70,6 +70,14 @@ foreach(it collect collect_crash)
   abacus_test(it_${it} SOURCES tests/integration/it_${it}.c LABELS integration TIMEOUT 300)
   add_dependencies(it_${it} abacus)
 endforeach()
+# The disk-full test's full disk: a preloaded library that fails the collector's writes with
+# ENOSPC on demand (tests/tools/disk_full.c), so the collector itself carries no test hook.
+add_library(disk_full MODULE tests/tools/disk_full.c)
+target_compile_options(disk_full PRIVATE ${ABACUS_WARNINGS} -fno-sanitize=all)
+target_link_options(disk_full PRIVATE -fno-sanitize=all)
+target_link_libraries(disk_full PRIVATE ${CMAKE_DL_LIBS})
+add_dependencies(it_collect disk_full)
+target_compile_definitions(it_collect PRIVATE DISK_FULL_LIB="$<TARGET_FILE:disk_full>")
 # The analysis end to end: abacus up, events through the collector, abacus analyze, the schema.
 abacus_test(it_analyze SOURCES tests/integration/it_analyze.c LABELS integration TIMEOUT 300)
 add_dependencies(it_analyze abacus)

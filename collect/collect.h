@@ -25,9 +25,15 @@ struct collect_node;
 
 struct collect_node_config {
     const char *db_path;       /* events database; created and migrated on start */
-    const char *snapshot_file; /* ingest keys and experiments; reloaded when it changes; NULL:
-                                  the node is never ready and answers 503 */
-    int poll_interval_ms;      /* how often the snapshot file is checked; 0 = 5000 */
+    /* ingest keys and experiments come from a snapshot, followed like an assign node follows
+       it (lib/follower): */
+    const char *snapshot_file; /* a file, reloaded when it changes, or */
+    const char *snapshot_url;  /* the manifest URL of a control plane or mirror, with */
+    const char *cache_dir;     /* where verified snapshots are kept; neither: the node is never
+                                  ready and answers 503 */
+    int poll_interval_ms;      /* how often the file or manifest is checked; 0 = 5000 */
+    int64_t max_snapshot_bytes; /* largest snapshot downloaded; 0 = 1 GiB */
+    uint64_t jitter_seed;      /* seed of the poll jitter; 0 = from the clock and pid */
     size_t queue_max_events;   /* events waiting for the writer before 503; 0 = 32768 */
     const char *forward_url;   /* clickhouse://HOST:PORT/DB to forward to, or NULL */
     size_t outbox_max_events;  /* forwarding: unforwarded events at which POSTs get 503;
@@ -35,9 +41,6 @@ struct collect_node_config {
     int64_t retention_ms;      /* forwarding: forwarded events older than this are deleted
                                   locally; 0 keeps them */
     size_t forward_batch;      /* forwarding: events per INSERT; 0 = 10000 */
-    const char *test_max_pages_file; /* tests only (ABACUS_COLLECT_TEST_MAX_PAGES_FILE): a
-                                        file whose number becomes PRAGMA max_page_count before
-                                        each commit, to simulate a full disk; NULL normally */
     const struct ab_log *log;
     const struct ab_clock *clock;
 };
@@ -48,7 +51,8 @@ enum ab_err collect_node_new(const struct collect_node_config *cfg, struct colle
 
 /*
  * Registers POST /v1/events and POST /v1/batch on srv (512 KiB body limit), a readiness check
- * (ready once a snapshot is loaded; none without a snapshot file) and the collector's metrics.
+ * (ready once a snapshot is loaded; none without a snapshot source) and the collector's metrics
+ * (with the follower's, named abacus_collect_snapshot_*).
  * srv must outlive the node's use.
  */
 enum ab_err collect_node_mount(struct collect_node *node, struct ab_http_server *srv,
@@ -56,17 +60,17 @@ enum ab_err collect_node_mount(struct collect_node *node, struct ab_http_server 
 
 /*
  * Opens (creates, migrates) the events database, starts its writer thread, the forwarder when
- * forward_url is set (docs/scaling.md), loads the snapshot (a missing or invalid one is logged and
- * retried) and starts the thread that watches it. Errors: AB_ERR_STORAGE / AB_ERR_SCHEMA_TOO_NEW
+ * forward_url is set (docs/scaling.md), loads the snapshot (a missing or invalid one is counted
+ * and retried) and starts its follower. Errors: AB_ERR_STORAGE / AB_ERR_SCHEMA_TOO_NEW
  * for the database, AB_ERR_INVALID_FIELD for a bad forward URL.
  */
 enum ab_err collect_node_start(struct collect_node *node, struct ab_errinfo *ei);
 
-/* Makes the watcher check the snapshot file now rather than at its next poll (any thread). */
+/* Makes the follower check its source now rather than at its next poll (any thread). */
 void collect_node_poke(struct collect_node *node);
 
 /*
- * Stops the watcher and the forwarder, stores what is queued and closes the database. Call after the HTTP server
+ * Stops the follower and the forwarder, stores what is queued and closes the database. Call after the HTTP server
  * has stopped (its workers wait for the answers of requests being stored).
  */
 void collect_node_stop(struct collect_node *node);

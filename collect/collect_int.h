@@ -166,8 +166,6 @@ struct collect_store;
 struct collect_store_config {
     const char *path;             /* events database, created and migrated when needed */
     size_t queue_max_events;      /* events waiting for the writer; more: submit refuses */
-    const char *max_pages_file;   /* tests only: a file whose number is applied as
-                                     PRAGMA max_page_count before each commit, or NULL */
     size_t recent_window;         /* ids kept for dedup across timestamps; 0 =
                                      COLLECT_RECENT_WINDOW */
     const struct ab_log *log;

@@ -3,17 +3,18 @@
  * request is authenticated with an ingest key of the current snapshot, parsed and validated on
  * its worker thread, then handed to the store's writer; the answer is sent from the worker
  * thread (through ab_http_post) once the writer has committed the batch, so a 200 always means
- * durable. The snapshot (ingest keys, experiments) is reloaded when its file changes, as the
- * assign node does; requests hold a reference to the one they use.
+ * durable. The snapshot (ingest keys, experiments) comes from a follower (lib/follower: a watched
+ * file, or replication from a control plane or mirror) into a holder (lib/holder), as the assign
+ * node's does; a request holds the one it uses while it parses.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
+#include <sodium.h>
+#include "abacus/follower.h"
+#include "abacus/holder.h"
 #include "abacus/mem.h"
 #include "abacus/snapshot.h"
 #include "collect.h"
@@ -23,28 +24,15 @@ enum unavailable { UNAV_NOT_READY, UNAV_QUEUE_FULL, UNAV_STORAGE, UNAV_OUTBOX_FU
 static const char *const UNAV_NAMES[UNAV_COUNT] = {"not_ready", "queue_full", "storage",
                                                    "outbox_full"};
 
-struct snap_ref {
-    struct ab_snapshot *snap;
-    int refs; /* guarded by collect_node.mu */
-};
-
 struct collect_node {
     struct collect_node_config cfg;
     char *db_path;
-    char *snapshot_file;
-    char *max_pages_file;
     char *forward_url;
     struct ab_http_server *srv;
     struct collect_store *store;
     struct collect_forward *forward; /* NULL unless forwarding */
-    pthread_mutex_t mu;
-    struct snap_ref *current; /* guarded by mu */
-    struct stat seen;         /* watcher thread only */
-    pthread_t watcher;
-    int watcher_started;
-    _Atomic int stop;
-    _Atomic int poked; /* check the snapshot file now (collect_node_poke) */
-    _Atomic int64_t version;
+    struct ab_follower *follower;    /* NULL without a snapshot source: never ready */
+    struct ab_holder holder;         /* the current struct ab_snapshot; a slot per HTTP worker */
     _Atomic uint64_t unavailable[UNAV_COUNT];
     _Atomic uint64_t unauthorized;
     _Atomic uint64_t refused[AB_ERR_COUNT]; /* whole requests refused, by -error code */
@@ -56,123 +44,45 @@ struct pending {
     struct collect_node *node;
 };
 
-/* ---------------------------------------------------------------- snapshot holder */
+/* ---------------------------------------------------------------- the snapshot */
 
-static struct snap_ref *acquire(struct collect_node *n)
+/* The follower's callback: s becomes the snapshot requests check against. */
+static enum ab_err node_ready(void *data, struct ab_snapshot *s, struct ab_errinfo *ei)
 {
-    pthread_mutex_lock(&n->mu);
-    struct snap_ref *r = n->current;
-    if (r != NULL)
-        r->refs++;
-    pthread_mutex_unlock(&n->mu);
-    return r;
+    (void)ei;
+    struct collect_node *n = data;
+    AB_LOG_I(n->cfg.log, "collect_snapshot", "version=%lld ingest_keys=%zu",
+             (long long)s->version, s->ningest_keys);
+    ab_holder_publish(&n->holder, s);
+    return AB_OK;
 }
 
-static void release(struct collect_node *n, struct snap_ref *r)
+static void snapshot_free(void *s)
 {
-    if (r == NULL)
-        return;
-    pthread_mutex_lock(&n->mu);
-    int last = --r->refs == 0;
-    pthread_mutex_unlock(&n->mu);
-    if (last) {
-        ab_snapshot_free(r->snap);
-        free(r);
-    }
-}
-
-static void check_file(struct collect_node *n)
-{
-    struct stat st;
-    if (stat(n->snapshot_file, &st) != 0) {
-        if (n->seen.st_size != -1)
-            AB_LOG_W(n->cfg.log, "collect_snapshot_missing", "file=%s error=\"%s\"",
-                     n->snapshot_file, strerror(errno));
-        memset(&n->seen, 0, sizeof(n->seen));
-        n->seen.st_size = -1;
-        return;
-    }
-    if (st.st_ino == n->seen.st_ino && st.st_size == n->seen.st_size &&
-        st.st_mtim.tv_sec == n->seen.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == n->seen.st_mtim.tv_nsec)
-        return;
-    n->seen = st;
-    struct ab_snapshot *s = NULL;
-    struct ab_errinfo ei;
-    if (ab_snapshot_read(n->snapshot_file, &s, &ei) != AB_OK) {
-        AB_LOG_W(n->cfg.log, "collect_snapshot_rejected", "file=%s message=\"%s\"",
-                 n->snapshot_file, ei.message);
-        return;
-    }
-    if (s->version <= atomic_load(&n->version)) {
-        AB_LOG_W(n->cfg.log, "collect_snapshot_rejected", "file=%s version=%lld reason=older",
-                 n->snapshot_file, (long long)s->version);
-        ab_snapshot_free(s);
-        return;
-    }
-    struct snap_ref *r = ab_mem_calloc(1, sizeof(*r));
-    r->snap = s;
-    r->refs = 1;
-    pthread_mutex_lock(&n->mu);
-    struct snap_ref *old = n->current;
-    n->current = r;
-    pthread_mutex_unlock(&n->mu);
-    atomic_store(&n->version, s->version);
-    release(n, old);
-    AB_LOG_I(n->cfg.log, "collect_snapshot_loaded", "file=%s version=%lld ingest_keys=%zu",
-             n->snapshot_file, (long long)s->version, s->ningest_keys);
-}
-
-static void *watcher_main(void *arg)
-{
-    struct collect_node *n = arg;
-    while (!atomic_load(&n->stop)) {
-        for (int waited = 0; waited < n->cfg.poll_interval_ms && !atomic_load(&n->stop) &&
-                             !atomic_exchange(&n->poked, 0);
-             waited += 50) {
-            struct timespec ts = {0, 50L * 1000000};
-            nanosleep(&ts, NULL);
-        }
-        if (!atomic_load(&n->stop))
-            check_file(n);
-    }
-    return NULL;
+    ab_snapshot_free(s);
 }
 
 /* ---------------------------------------------------------------- authentication */
 
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
-}
-
-/* Decodes base64 s[0..len) into out (cap bytes, NUL-terminated); -1 when malformed or long. */
+/*
+ * Decodes base64 s[0..len) (standard or URL-safe alphabet, padded or not) into out (cap bytes,
+ * NUL-terminated); -1 when malformed or too long.
+ */
 static int b64_decode(const char *s, size_t len, char *out, size_t cap)
 {
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len && s[i] != '='; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= cap)
-                return -1;
-            out[o++] = (char)((acc >> bits) & 0xff);
+    static const int VARIANTS[] = {sodium_base64_VARIANT_ORIGINAL,
+                                   sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+                                   sodium_base64_VARIANT_URLSAFE,
+                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+    for (size_t v = 0; v < sizeof(VARIANTS) / sizeof(VARIANTS[0]); v++) {
+        size_t n = 0;
+        if (sodium_base642bin((unsigned char *)out, cap - 1, s, len, NULL, &n, NULL,
+                              VARIANTS[v]) == 0) {
+            out[n] = '\0';
+            return 0;
         }
     }
-    out[o] = '\0';
-    return 0;
+    return -1;
 }
 
 static int key_known(const struct ab_snapshot *s, const char *key, size_t len)
@@ -232,15 +142,6 @@ static void send_unavailable(struct collect_node *n, struct ab_http_req *req, en
     ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "%s", message);
 }
 
-/* The media type of the request ("application/json; charset=utf-8" -> is_json). */
-static int media_type_is(const char *ct, size_t len, const char *want)
-{
-    size_t n = strlen(want);
-    if (len < n || strncasecmp(ct, want, n) != 0)
-        return 0;
-    return len == n || ct[n] == ';' || ct[n] == ' ';
-}
-
 static void respond(void *data)
 {
     struct collect_batch *b = data;
@@ -282,13 +183,15 @@ static void done_cb(struct collect_batch *b)
 
 static void handle(struct ab_http_req *req, struct collect_node *n, int segment)
 {
-    struct snap_ref *ref = acquire(n);
-    if (ref == NULL) {
+    int slot = ab_http_thread(req);
+    const struct ab_snapshot *snap = ab_holder_acquire(&n->holder, slot);
+    if (snap == NULL) {
+        ab_holder_release(&n->holder, slot);
         send_unavailable(n, req, UNAV_NOT_READY, "no snapshot loaded yet: ingest keys unknown");
         return;
     }
-    if (!authorized(req, ref->snap)) {
-        release(n, ref);
+    if (!authorized(req, snap)) {
+        ab_holder_release(&n->holder, slot);
         atomic_fetch_add(&n->unauthorized, 1);
         ab_http_add_header(req, "WWW-Authenticate", "Bearer");
         ab_http_send_error(req, AB_ERR_UNAUTHORIZED, "authorization",
@@ -296,29 +199,26 @@ static void handle(struct ab_http_req *req, struct collect_node *n, int segment)
                            "?write_key=KEY)");
         return;
     }
-    size_t ctlen = 0;
-    const char *ct = ab_http_header(req, "content-type", &ctlen);
     enum collect_format format;
-    if (ct != NULL && media_type_is(ct, ctlen, "application/json")) {
+    if (ab_http_content_type_is(req, "application/json")) {
         format = segment ? COLLECT_FORMAT_SEGMENT : COLLECT_FORMAT_JSON;
-    } else if (!segment && ct != NULL && (media_type_is(ct, ctlen, "application/x-ndjson") ||
-                                          media_type_is(ct, ctlen, "application/ndjson"))) {
+    } else if (!segment && (ab_http_content_type_is(req, "application/x-ndjson") ||
+                            ab_http_content_type_is(req, "application/ndjson"))) {
         format = COLLECT_FORMAT_NDJSON;
     } else {
-        release(n, ref);
+        ab_holder_release(&n->holder, slot);
         atomic_fetch_add(&n->refused[-AB_ERR_UNSUPPORTED_MEDIA], 1);
-        ab_http_send_error(req, AB_ERR_UNSUPPORTED_MEDIA, "content-type",
-                           segment ? "send application/json"
-                                   : "send application/json or application/x-ndjson");
+        ab_http_send_unsupported_media(req, segment ? "application/json"
+                                                    : "application/json or application/x-ndjson");
         return;
     }
     size_t len;
     const char *body = ab_http_body(req, &len);
     struct collect_batch *b = NULL;
     struct ab_errinfo ei;
-    enum ab_err rc = collect_parse(body, len, format, ref->snap,
-                                   ab_clock_now_ms(n->cfg.clock), &b, &ei);
-    release(n, ref);
+    enum ab_err rc =
+        collect_parse(body, len, format, snap, ab_clock_now_ms(n->cfg.clock), &b, &ei);
+    ab_holder_release(&n->holder, slot);
     if (rc != AB_OK) {
         atomic_fetch_add(&n->refused[-rc], 1);
         ab_http_send_errinfo(req, rc, &ei);
@@ -362,9 +262,10 @@ static void handle_batch(struct ab_http_req *req, void *data)
 static int ready_cb(void *data, char *reason, size_t len)
 {
     struct collect_node *n = data;
-    if (atomic_load(&n->version) > 0)
+    if (ab_follower_version(n->follower) > 0)
         return 1;
-    snprintf(reason, len, "collector: no valid snapshot loaded yet from %s", n->snapshot_file);
+    snprintf(reason, len, "collector: no valid snapshot loaded yet from %s",
+             ab_follower_source(n->follower));
     return 0;
 }
 
@@ -442,12 +343,10 @@ static void metrics_cb(void *data, FILE *out)
     }
     fprintf(out,
             "abacus_collect_commit_duration_seconds_sum %.9f\n"
-            "abacus_collect_commit_duration_seconds_count %llu\n"
-            "# HELP abacus_collect_snapshot_version Snapshot the collector checks against.\n"
-            "# TYPE abacus_collect_snapshot_version gauge\nabacus_collect_snapshot_version "
-            "%lld\n",
-            (double)get(&s->lat_sum_ns) / 1e9, (unsigned long long)cumulative,
-            (long long)atomic_load(&n->version));
+            "abacus_collect_commit_duration_seconds_count %llu\n",
+            (double)get(&s->lat_sum_ns) / 1e9, (unsigned long long)cumulative);
+    if (n->follower != NULL)
+        ab_follower_metrics(n->follower, out);
     if (n->forward != NULL)
         collect_forward_metrics(n->forward, out);
 }
@@ -457,28 +356,41 @@ static void metrics_cb(void *data, FILE *out)
 enum ab_err collect_node_new(const struct collect_node_config *cfg, struct collect_node **out,
                              struct ab_errinfo *ei)
 {
+    *out = NULL;
     if (cfg->db_path == NULL || cfg->db_path[0] == '\0')
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "db", "is required");
     struct collect_node *n = ab_mem_calloc(1, sizeof(*n));
     n->cfg = *cfg;
     n->db_path = ab_mem_strdup(cfg->db_path);
     n->cfg.db_path = n->db_path;
-    if (cfg->snapshot_file != NULL)
-        n->snapshot_file = ab_mem_strdup(cfg->snapshot_file);
-    n->cfg.snapshot_file = n->snapshot_file;
-    if (cfg->test_max_pages_file != NULL)
-        n->max_pages_file = ab_mem_strdup(cfg->test_max_pages_file);
-    n->cfg.test_max_pages_file = n->max_pages_file;
     if (cfg->forward_url != NULL)
         n->forward_url = ab_mem_strdup(cfg->forward_url);
     n->cfg.forward_url = n->forward_url;
     if (n->cfg.outbox_max_events == 0)
         n->cfg.outbox_max_events = 10000000;
-    if (n->cfg.poll_interval_ms <= 0)
-        n->cfg.poll_interval_ms = 5000;
     if (n->cfg.clock == NULL)
         n->cfg.clock = &ab_clock_system;
-    pthread_mutex_init(&n->mu, NULL);
+    n->cfg.snapshot_file = n->cfg.snapshot_url = n->cfg.cache_dir = NULL; /* the follower's */
+    if ((cfg->snapshot_file != NULL && cfg->snapshot_file[0] != '\0') ||
+        (cfg->snapshot_url != NULL && cfg->snapshot_url[0] != '\0')) {
+        struct ab_follower_config fc = {.snapshot_file = cfg->snapshot_file,
+                                        .snapshot_url = cfg->snapshot_url,
+                                        .cache_dir = cfg->cache_dir,
+                                        .poll_interval_ms = cfg->poll_interval_ms,
+                                        .max_snapshot_bytes = cfg->max_snapshot_bytes,
+                                        .jitter_seed = cfg->jitter_seed,
+                                        .metrics_prefix = "abacus_collect_snapshot",
+                                        .component = "collect",
+                                        .ready = node_ready,
+                                        .data = n,
+                                        .log = cfg->log,
+                                        .clock = n->cfg.clock};
+        enum ab_err rc = ab_follower_new(&fc, &n->follower, ei);
+        if (rc != AB_OK) {
+            collect_node_free(n);
+            return rc;
+        }
+    }
     *out = n;
     return AB_OK;
 }
@@ -487,13 +399,14 @@ enum ab_err collect_node_mount(struct collect_node *n, struct ab_http_server *sr
                                struct ab_errinfo *ei)
 {
     n->srv = srv;
+    ab_holder_init(&n->holder, ab_http_server_threads(srv), snapshot_free);
     enum ab_err rc;
     if ((rc = ab_http_route(srv, "POST", "/v1/events", handle_events, n, COLLECT_BODY_MAX,
                             ei)) != AB_OK ||
         (rc = ab_http_route(srv, "POST", "/v1/batch", handle_batch, n, COLLECT_BODY_MAX, ei)) !=
             AB_OK)
         return rc;
-    if (n->snapshot_file != NULL) /* without one (abacus up alone) every POST answers 503 */
+    if (n->follower != NULL) /* without one (abacus up alone) every POST answers 503 */
         ab_http_add_ready_check(srv, ready_cb, n);
     ab_http_add_metrics(srv, metrics_cb, n);
     return AB_OK;
@@ -503,7 +416,6 @@ enum ab_err collect_node_start(struct collect_node *n, struct ab_errinfo *ei)
 {
     struct collect_store_config sc = {.path = n->db_path,
                                       .queue_max_events = n->cfg.queue_max_events,
-                                      .max_pages_file = n->max_pages_file,
                                       .log = n->cfg.log,
                                       .clock = n->cfg.clock};
     enum ab_err rc = collect_store_open(&sc, &n->store, ei);
@@ -522,29 +434,20 @@ enum ab_err collect_node_start(struct collect_node *n, struct ab_errinfo *ei)
         if ((rc = collect_forward_start(&fc, &n->forward, ei)) != AB_OK)
             return rc;
     }
-    if (n->snapshot_file == NULL)
-        return AB_OK;
-    check_file(n);
-    if (pthread_create(&n->watcher, NULL, watcher_main, n) != 0)
-        return ab_fail(ei, AB_ERR_INTERNAL, NULL, "cannot start the snapshot watcher");
-    n->watcher_started = 1;
-    return AB_OK;
+    return n->follower != NULL ? ab_follower_start(n->follower, ei) : AB_OK;
 }
 
 void collect_node_poke(struct collect_node *n)
 {
-    atomic_store(&n->poked, 1);
+    if (n->follower != NULL)
+        ab_follower_poke(n->follower);
 }
 
 void collect_node_stop(struct collect_node *n)
 {
     if (n == NULL)
         return;
-    if (n->watcher_started) {
-        atomic_store(&n->stop, 1);
-        pthread_join(n->watcher, NULL);
-        n->watcher_started = 0;
-    }
+    ab_follower_stop(n->follower);
     collect_forward_stop(n->forward);
     n->forward = NULL;
     collect_store_close(n->store);
@@ -556,11 +459,9 @@ void collect_node_free(struct collect_node *n)
     if (n == NULL)
         return;
     collect_node_stop(n);
-    release(n, n->current);
-    pthread_mutex_destroy(&n->mu);
+    ab_follower_free(n->follower);
+    ab_holder_dispose(&n->holder);
     free(n->db_path);
-    free(n->snapshot_file);
-    free(n->max_pages_file);
     free(n->forward_url);
     free(n);
 }

@@ -38,8 +38,6 @@ struct collect_store {
     struct ab_db *db;
     const struct ab_log *log;
     const struct ab_clock *clock;
-    char *max_pages_file;
-    long max_pages_applied; /* 0: never set */
     size_t queue_max;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -232,24 +230,6 @@ static enum ab_err store_group(struct ab_db *db, void *arg, struct ab_errinfo *e
 }
 
 /* Tests only: applies the page limit named by the max-pages file (see collect.h). */
-static void apply_max_pages(struct collect_store *st)
-{
-    if (st->max_pages_file == NULL)
-        return;
-    FILE *fp = fopen(st->max_pages_file, "r");
-    if (fp == NULL)
-        return;
-    long pages = 0;
-    int got = fscanf(fp, "%ld", &pages);
-    fclose(fp);
-    if (got != 1 || pages <= 0 || pages == st->max_pages_applied)
-        return;
-    char sql[64];
-    snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %ld", pages);
-    if (sqlite3_exec(ab_db_handle(st->db), sql, NULL, NULL, NULL) == SQLITE_OK)
-        st->max_pages_applied = pages;
-}
-
 static void count(_Atomic uint64_t *c, uint64_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
@@ -335,7 +315,6 @@ static void *writer_main(void *arg)
             for (const struct collect_batch *b = list; b != NULL; b = b->next)
                 nev += b->nevents + b->nrejected;
             atomic_store_explicit(&st->stats.commit_events, nev, memory_order_relaxed);
-            apply_max_pages(st);
             struct ab_errinfo ei;
             int64_t t0 = ab_clock_mono_ns(st->clock);
             struct group gr = {st, list};
@@ -406,8 +385,6 @@ enum ab_err collect_store_open(const struct collect_store_config *cfg, struct co
     st->log = cfg->log;
     st->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;
     st->queue_max = cfg->queue_max_events > 0 ? cfg->queue_max_events : 32768;
-    if (cfg->max_pages_file != NULL)
-        st->max_pages_file = ab_mem_strdup(cfg->max_pages_file);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
     pthread_cond_init(&st->done_cv, NULL);
@@ -492,7 +469,6 @@ void collect_store_close(struct collect_store *st)
     pthread_cond_destroy(&st->cv);
     pthread_cond_destroy(&st->done_cv);
     ab_db_close(st->db);
-    free(st->max_pages_file);
     collect_recent_free(st->recent);
     free(st);
 }

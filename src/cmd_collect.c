@@ -1,27 +1,32 @@
 /*
- * `abacus collect --db PATH --snapshot-file PATH [--forward clickhouse://...]`: an event
- * collector storing into the events database at PATH and checking ingest keys, experiments and
- * variants against the snapshot file (reloaded when a newer one appears), optionally forwarding
- * to ClickHouse. Also the collector wiring that `abacus up` reuses.
+ * `abacus collect --db PATH (--snapshot-file PATH | --snapshot-url URL --cache-dir DIR)
+ * [--forward clickhouse://...]`: an event collector storing into the events database at PATH and
+ * checking ingest keys, experiments and variants against a snapshot it follows as an assign node
+ * does (a file, or replication from a control plane or mirror), optionally forwarding to
+ * ClickHouse. Also the collector wiring that `abacus up` reuses.
  */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include "assign.h"
 #include "cmd.h"
 #include "collect.h"
 
 static void usage(FILE *out)
 {
-    fputs("usage: abacus collect --db PATH --snapshot-file PATH [--poll-interval SECONDS]\n"
-          "                      [--queue-events N] [--listen ADDR] [--port N] [--threads N]\n"
-          "                      [--port-file PATH] [--forward clickhouse://HOST:PORT/DB]\n"
-          "                      [--outbox-max-events N] [--retention-days N] [--forward-batch N]\n"
+    fputs("usage: abacus collect --db PATH\n"
+          "                      (--snapshot-file PATH | --snapshot-url URL --cache-dir DIR)\n"
+          "                      [--poll-interval SECONDS] [--queue-events N] [--listen ADDR]\n"
+          "                      [--port N] [--threads N] [--port-file PATH]\n"
+          "                      [--forward clickhouse://HOST:PORT/DB] [--outbox-max-events N]\n"
+          "                      [--retention-days N] [--forward-batch N]\n"
           "Takes events on POST /v1/events (JSON or NDJSON) and POST /v1/batch (Segment's\n"
-          "format), checks ingest keys, experiments and variants against the snapshot file\n"
-          "(checked for a newer version every --poll-interval seconds, default 5), and stores\n"
-          "them durably and deduplicated in the SQLite database PATH (created if missing)\n"
-          "before answering. /readyz answers 503 until a valid snapshot is loaded.\n"
+          "format), checks ingest keys, experiments and variants against the snapshot, and\n"
+          "stores them durably and deduplicated in the SQLite database PATH (created if\n"
+          "missing) before answering. The snapshot is a file (checked for a newer version every\n"
+          "--poll-interval seconds, default 5) or, as for abacus assign, the manifest URL of a\n"
+          "control plane or mirror, replicated into the cache dir DIR (the newest valid snapshot\n"
+          "there is used at once on start). /readyz answers 503 until a valid snapshot is\n"
+          "loaded.\n"
           "--queue-events N: events waiting for the database writer before new requests get\n"
           "503 with Retry-After (default 32768).\n"
           "--forward URL: also ship every stored event to ClickHouse (database DB, table events,\n"
@@ -29,9 +34,7 @@ static void usage(FILE *out)
           "(default 10000); the database PATH is the durable outbox. When more than\n"
           "--outbox-max-events events (default 10000000) wait to be forwarded, POSTs get 503.\n"
           "Forwarded events received more than --retention-days days ago (default 7; 0 keeps\n"
-          "them) are deleted from PATH.\n"
-          "Tests only: ABACUS_COLLECT_TEST_MAX_PAGES_FILE=FILE applies the number in FILE as\n"
-          "PRAGMA max_page_count before each commit (simulates a full disk).\n",
+          "them) are deleted from PATH.\n",
           out);
 }
 
@@ -66,13 +69,14 @@ int cmd_collect_attach(const char *db, const struct cmd_collect_flags *cflags,
     struct collect_node_config cfg = {
         .db_path = db,
         .snapshot_file = aflags->snapshot_file,
+        .snapshot_url = aflags->snapshot_url,
+        .cache_dir = aflags->cache_dir,
         .poll_interval_ms = (int)(aflags->poll_s > 0 ? aflags->poll_s : 5) * 1000,
         .queue_max_events = (size_t)(cf->queue_events > 0 ? cf->queue_events : 0),
         .forward_url = cf->forward,
         .outbox_max_events = (size_t)(cf->outbox_max > 0 ? cf->outbox_max : 0),
         .retention_ms = (int64_t)retention * 86400000,
         .forward_batch = (size_t)(cf->forward_batch > 0 ? cf->forward_batch : 0),
-        .test_max_pages_file = getenv("ABACUS_COLLECT_TEST_MAX_PAGES_FILE"),
         .log = log,
         .clock = &ab_clock_system};
     struct ab_errinfo ei;
@@ -122,7 +126,8 @@ int cmd_collect_main(int argc, char **argv, struct ab_log *log)
         usage(opt == 'h' ? stdout : stderr);
         return opt == 'h' ? CMD_EXIT_OK : CMD_EXIT_USAGE;
     }
-    if (db == NULL || aflags.snapshot_file == NULL || optind != argc) {
+    if (db == NULL || (aflags.snapshot_file == NULL) == (aflags.snapshot_url == NULL) ||
+        (aflags.snapshot_url != NULL) != (aflags.cache_dir != NULL) || optind != argc) {
         usage(stderr);
         return CMD_EXIT_USAGE;
     }

@@ -162,6 +162,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     snprintf(events_db, sizeof(events_db), "%s/events.db", data_dir);
     /* the collector checks keys against the local control plane's snapshot, or --snapshot-file */
     struct cmd_assign_flags cflags = aflags;
+    cflags.snapshot_url = cflags.cache_dir = NULL;
     if (cflags.snapshot_file == NULL)
         cflags.snapshot_file = current;
     if (aflags.snapshot_file == NULL && aflags.snapshot_url == NULL)

@@ -549,27 +549,40 @@ static void test_segment_batch(void **state)
                      425);
 }
 
-/* Writes pages into the test-only max-pages file. */
-static void set_max_pages(const char *file, long long pages)
+/* The disk is full (the flag file of tests/tools/disk_full.c exists) or has room again. */
+static void set_disk_full(const char *flag, int on)
 {
-    char tmp[600];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", file);
-    FILE *fp = fopen(tmp, "w");
-    assert_non_null(fp);
-    fprintf(fp, "%lld\n", pages);
-    assert_int_equal(fclose(fp), 0);
-    assert_int_equal(rename(tmp, file), 0);
+    if (on) {
+        FILE *fp = fopen(flag, "w");
+        assert_non_null(fp);
+        assert_int_equal(fclose(fp), 0);
+    } else {
+        assert_int_equal(unlink(flag), 0);
+    }
 }
 
 static void test_disk_full(void **state)
 {
     (void)state;
-    char pages_file[600];
-    snprintf(pages_file, sizeof(pages_file), "%s/max_pages", g_node.dir);
-    set_max_pages(pages_file, 1000000);
-    setenv("ABACUS_COLLECT_TEST_MAX_PAGES_FILE", pages_file, 1);
+    char flag[600], asan[1024];
+    snprintf(flag, sizeof(flag), "%s/disk-full", g_node.dir);
+    const char *asan_was = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "%s%sverify_asan_link_order=0", asan_was ? asan_was : "",
+             asan_was ? ":" : "");
+    char *asan_saved = asan_was ? strdup(asan_was) : NULL;
+    setenv("LD_PRELOAD", DISK_FULL_LIB, 1);
+    setenv("ABACUS_TEST_DISK_FULL_FLAG", flag, 1);
+    setenv("ABACUS_TEST_DISK_FULL_DIR", g_node.dir, 1);
+    setenv("ASAN_OPTIONS", asan, 1);
     start_collector();
-    unsetenv("ABACUS_COLLECT_TEST_MAX_PAGES_FILE");
+    unsetenv("LD_PRELOAD");
+    unsetenv("ABACUS_TEST_DISK_FULL_FLAG");
+    unsetenv("ABACUS_TEST_DISK_FULL_DIR");
+    if (asan_saved != NULL)
+        setenv("ASAN_OPTIONS", asan_saved, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(asan_saved);
     int64_t ts = now_ms();
     int acked = 0;
     json_t *doc;
@@ -583,8 +596,8 @@ static void test_disk_full(void **state)
         free(body);
     }
     assert_int_equal(acked, 1000);
-    /* the disk is full: no page beyond those the database has now */
-    set_max_pages(pages_file, query_int("PRAGMA page_count"));
+    /* the disk is full: every write to the events database fails with ENOSPC */
+    set_disk_full(flag, 1);
     int refused = 0;
     for (int b = 0; b < 20; b++) {
         char prefix[32], retry[16];
@@ -610,7 +623,7 @@ static void test_disk_full(void **state)
     /* nothing acknowledged is lost, nothing refused is half there */
     assert_int_equal(query_int("SELECT count(*) FROM events"), acked);
     /* space is freed: the same collector, not restarted, stores again */
-    set_max_pages(pages_file, 1000000);
+    set_disk_full(flag, 0);
     char *body = exposures("after", 200, ts + 500);
     assert_int_equal(post_events(body, &doc), 200);
     assert_int_equal(json_int(doc, "accepted"), 200);
