@@ -326,12 +326,9 @@ static void handle_eval(struct ab_http_req *req, void *data)
                                                                      : NULL,
         };
         json_t *features = json_object();
-        const char *key;
-        const json_t *def;
-        json_object_foreach(snap->gb_features, key, def)
-        {
-            (void)def;
-            json_t *r = assign_feature_eval(snap->gb_features, key, &ctx);
+        for (size_t i = 0; i < assign_features_count(snap->features); i++) {
+            const char *key = assign_features_key(snap->features, i);
+            json_t *r = assign_features_eval(snap->features, key, &ctx);
             json_object_set_new(features, key, evaluated_feature(r));
             json_decref(r);
         }

@@ -192,13 +192,30 @@ int assign_query_override(const char *key, const char *url, size_t nvariations);
 
 /* --- features (feature.c) --- */
 
+/* A GrowthBook FeatureMap, compiled. */
+struct assign_features;
+
 /*
- * GrowthBook's evalFeature(key) with ctx's attributes etc. over features (a FeatureMap object):
- * returns the FeatureResult object (a new reference: value, on, off, source, ruleId, and
- * experiment / experimentResult when the source is an experiment).
+ * Compiles the FeatureMap object map (a reference is kept) with saved_groups (for $inGroup, may
+ * be NULL): every rule's conditions, filters, rollout and experiment, once. Never fails: what does
+ * not compile decides as the spec's evaluation of it would (a condition that does not compile
+ * fails, filters that do not compile exclude, an experiment that does not compile is skipped).
  */
-json_t *assign_feature_eval(const json_t *features, const char *key,
-                            const struct assign_context *ctx);
+struct assign_features *assign_features_compile(const json_t *map, const json_t *saved_groups);
+
+void assign_features_free(struct assign_features *fs); /* accepts NULL */
+
+/* The number of features, and the key of the i-th in the map's order. */
+size_t assign_features_count(const struct assign_features *fs);
+const char *assign_features_key(const struct assign_features *fs, size_t i);
+
+/*
+ * GrowthBook's evalFeature(key) with ctx's attributes etc.: returns the FeatureResult object (a
+ * new reference: value, on, off, source, ruleId, and experiment / experimentResult when the
+ * source is an experiment). ctx's saved_groups are those fs was compiled with.
+ */
+json_t *assign_features_eval(const struct assign_features *fs, const char *key,
+                             const struct assign_context *ctx);
 
 /* GrowthBook's ExperimentResult object for res (a new reference). feature_id may be NULL. */
 json_t *assign_result_json(const struct assign_experiment *e, const struct assign_result *res,
@@ -248,6 +265,7 @@ struct assign_snap {
     char **client_key_hashes; /* sorted hex SHA-256 */
     size_t nclient_keys;
     json_t *gb_features;      /* GrowthBook FeatureMap of all experiments, owned */
+    struct assign_features *features; /* gb_features compiled, for /api/eval */
     int scalar_attributes_ok; /* no experiment needs the attributes object (assign_context) */
     char *features_body;      /* the /api/features payload, compact JSON */
     size_t features_len;

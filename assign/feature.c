@@ -1,21 +1,227 @@
 /*
- * GrowthBook feature evaluation (evalFeature) over a FeatureMap, on top of the evaluation core:
- * prerequisites with cycle detection, filters, conditions, forced values with rollouts, and
- * experiment rules turned into experiments and run. Used by the remote-evaluation endpoint and
- * the conformance suite; it compiles what it needs per call, so it is not the /v1/assign hot
- * path (that one runs precompiled experiments).
+ * GrowthBook features: a FeatureMap compiled once (assign_features_compile, when a snapshot is
+ * compiled, or per case by the conformance suite) and evaluated per request (evalFeature of the
+ * spec): prerequisites with cycle detection, filters, conditions, forced values with rollouts,
+ * and experiment rules run as compiled experiments. What /api/eval/{clientKey} answers; the
+ * /v1/assign hot path does not come here.
  */
+#include <stdlib.h>
 #include <string.h>
+#include "abacus/mem.h"
 #include "assign_int.h"
 
 #define MAX_DEPTH 32 /* prerequisite chains deeper than this count as cyclic */
 
+enum rollout { ROLLOUT_ALL, ROLLOUT_NONE, ROLLOUT_RANGE, ROLLOUT_COVERAGE };
+
+/* A rule of a feature, compiled. What did not compile decides as the spec's evaluation of it. */
+struct rule {
+    const char *id;                /* "" for none; in the FeatureMap */
+    struct assign_parent *parents; /* parentConditions; cond NULL: did not compile (fails) */
+    size_t nparents;
+    int has_filters;               /* filters given: excluded when they do not compile */
+    int filters_ok;
+    struct assign_filter *filters;
+    size_t nfilters;
+    int has_condition;             /* condition given: the rule is skipped when it fails */
+    struct assign_cond *condition; /* NULL with has_condition: did not compile (fails) */
+    const json_t *force;           /* a force rule's value (in the FeatureMap), or NULL */
+    enum rollout rollout;          /* a force rule's isIncludedInRollout */
+    struct assign_range range;     /* ROLLOUT_RANGE */
+    double coverage;               /* ROLLOUT_COVERAGE */
+    char *seed;                    /* the rule's seed, or the feature key */
+    const char *hash_attribute;    /* default "id" */
+    int hash_version;              /* default 1 */
+    json_t *exp;                   /* an experiment rule's Experiment object, owned, or NULL */
+    struct assign_experiment *compiled; /* NULL when exp does not compile (the rule is skipped) */
+};
+
+struct feature {
+    const char *key;            /* in the FeatureMap */
+    const json_t *default_value; /* NULL: none */
+    struct rule *rules;
+    size_t nrules;
+};
+
+struct assign_features {
+    json_t *map;              /* the FeatureMap, a reference */
+    struct feature *items;    /* in the map's order */
+    size_t n;
+    struct feature **by_key;  /* sorted by key */
+};
+
 struct eval_state {
-    const json_t *features;
+    const struct assign_features *fs;
     const struct assign_context *ctx;
     const char *stack[MAX_DEPTH]; /* features being evaluated, for cycle detection */
     size_t depth;
 };
+
+/* ---------------------------------------------------------------- compiling */
+
+/* The spec's rule -> Experiment conversion. */
+static json_t *rule_experiment(const json_t *rule, const char *feature_key)
+{
+    static const char *const COPIED[] = {
+        "coverage",  "weights", "hashAttribute", "fallbackAttribute", "disableStickyBucketing",
+        "bucketVersion", "minBucketVersion", "namespace", "meta", "ranges", "name", "phase",
+        "seed", "hashVersion", "filters", "condition", "parentConditions"};
+    const json_t *vars = json_object_get(rule, "variations");
+    if (vars == NULL)
+        vars = json_object_get(rule, "contextualVariations");
+    const json_t *key = json_object_get(rule, "key");
+    json_t *exp = json_pack("{s:O, s:s}", "variations", vars, "key",
+                            json_is_string(key) ? json_string_value(key) : feature_key);
+    for (size_t i = 0; i < sizeof(COPIED) / sizeof(COPIED[0]); i++) {
+        const json_t *v = json_object_get(rule, COPIED[i]);
+        if (v != NULL)
+            json_object_set(exp, COPIED[i], (json_t *)v);
+    }
+    return exp;
+}
+
+static void compile_parents(const json_t *arr, const json_t *saved_groups, struct rule *r)
+{
+    r->nparents = json_array_size(arr);
+    r->parents = ab_mem_calloc(r->nparents > 0 ? r->nparents : 1, sizeof(*r->parents));
+    for (size_t i = 0; i < r->nparents; i++) {
+        const json_t *pc = json_array_get(arr, i);
+        struct assign_parent *p = &r->parents[i];
+        const char *id = json_string_value(json_object_get(pc, "id"));
+        p->id = id != NULL ? ab_mem_strdup(id) : NULL;
+        p->gate = json_is_true(json_object_get(pc, "gate"));
+        if (assign_cond_compile(json_object_get(pc, "condition"), saved_groups, &p->cond, NULL) !=
+            AB_OK)
+            p->cond = NULL;
+    }
+}
+
+/* A force rule's isIncludedInRollout, decided as far as the rule alone decides it. */
+static void compile_rollout(const json_t *rule, const char *feature_key, struct rule *r)
+{
+    const json_t *range = json_object_get(rule, "range");
+    const json_t *coverage = json_object_get(rule, "coverage");
+    const json_t *seed = json_object_get(rule, "seed");
+    const json_t *attr = json_object_get(rule, "hashAttribute");
+    const json_t *hv = json_object_get(rule, "hashVersion");
+    r->seed = ab_mem_strdup(json_is_string(seed) ? json_string_value(seed) : feature_key);
+    r->hash_attribute = json_is_string(attr) ? json_string_value(attr) : "id";
+    r->hash_version = json_is_integer(hv) ? (int)json_integer_value(hv) : 1;
+    if (json_is_array(range)) {
+        r->rollout = ROLLOUT_RANGE;
+        r->range = (struct assign_range){json_number_value(json_array_get(range, 0)),
+                                         json_number_value(json_array_get(range, 1))};
+    } else if (!json_is_number(coverage)) {
+        r->rollout = ROLLOUT_ALL;
+    } else if (json_number_value(coverage) == 0) {
+        r->rollout = ROLLOUT_NONE;
+    } else {
+        r->rollout = ROLLOUT_COVERAGE;
+        r->coverage = json_number_value(coverage);
+    }
+}
+
+static void compile_rule(const json_t *rule, const char *feature_key, const json_t *saved_groups,
+                         struct rule *r)
+{
+    const json_t *id = json_object_get(rule, "id");
+    r->id = json_is_string(id) ? json_string_value(id) : "";
+    compile_parents(json_object_get(rule, "parentConditions"), saved_groups, r);
+    const json_t *filters = json_object_get(rule, "filters");
+    r->has_filters = filters != NULL;
+    r->filters_ok = r->has_filters &&
+                    assign_filters_compile(filters, &r->filters, &r->nfilters, NULL) == AB_OK;
+    const json_t *cond = json_object_get(rule, "condition");
+    r->has_condition = cond != NULL;
+    if (r->has_condition &&
+        assign_cond_compile(cond, saved_groups, &r->condition, NULL) != AB_OK)
+        r->condition = NULL;
+    r->force = json_object_get(rule, "force");
+    if (r->force != NULL) {
+        compile_rollout(rule, feature_key, r);
+        return;
+    }
+    if (json_object_get(rule, "variations") == NULL &&
+        json_object_get(rule, "contextualVariations") == NULL)
+        return;
+    r->exp = rule_experiment(rule, feature_key);
+    json_t *def = json_copy(r->exp);
+    const json_t *ref = json_object_get(rule, "contextualBanditRef");
+    if (ref != NULL)
+        json_object_set(def, "contextualBanditRef", (json_t *)ref);
+    if (assign_experiment_compile(def, saved_groups, &r->compiled, NULL) != AB_OK)
+        r->compiled = NULL;
+    json_decref(def);
+}
+
+static int cmp_feature(const void *a, const void *b)
+{
+    return strcmp((*(struct feature *const *)a)->key, (*(struct feature *const *)b)->key);
+}
+
+struct assign_features *assign_features_compile(const json_t *map, const json_t *saved_groups)
+{
+    struct assign_features *fs = ab_mem_calloc(1, sizeof(*fs));
+    fs->map = json_incref((json_t *)map);
+    size_t n = json_is_object(map) ? json_object_size(map) : 0;
+    fs->items = ab_mem_calloc(n > 0 ? n : 1, sizeof(*fs->items));
+    fs->by_key = ab_mem_calloc(n > 0 ? n : 1, sizeof(*fs->by_key));
+    const char *key;
+    const json_t *def;
+    json_object_foreach((json_t *)map, key, def)
+    {
+        struct feature *f = &fs->items[fs->n];
+        f->key = key;
+        f->default_value = json_object_get(def, "defaultValue");
+        const json_t *rules = json_object_get(def, "rules");
+        f->nrules = json_array_size(rules);
+        f->rules = ab_mem_calloc(f->nrules > 0 ? f->nrules : 1, sizeof(*f->rules));
+        for (size_t i = 0; i < f->nrules; i++)
+            compile_rule(json_array_get(rules, i), key, saved_groups, &f->rules[i]);
+        fs->by_key[fs->n++] = f;
+    }
+    qsort(fs->by_key, fs->n, sizeof(*fs->by_key), cmp_feature);
+    return fs;
+}
+
+void assign_features_free(struct assign_features *fs)
+{
+    if (fs == NULL)
+        return;
+    for (size_t i = 0; i < fs->n; i++) {
+        struct feature *f = &fs->items[i];
+        for (size_t k = 0; k < f->nrules; k++) {
+            struct rule *r = &f->rules[k];
+            for (size_t p = 0; p < r->nparents; p++) {
+                free(r->parents[p].id);
+                assign_cond_free(r->parents[p].cond);
+            }
+            free(r->parents);
+            assign_filters_free(r->filters, r->nfilters);
+            assign_cond_free(r->condition);
+            free(r->seed);
+            json_decref(r->exp);
+            assign_experiment_free(r->compiled);
+        }
+        free(f->rules);
+    }
+    free(fs->items);
+    free(fs->by_key);
+    json_decref(fs->map);
+    free(fs);
+}
+
+size_t assign_features_count(const struct assign_features *fs)
+{
+    return fs->n;
+}
+
+const char *assign_features_key(const struct assign_features *fs, size_t i)
+{
+    return fs->items[i].key;
+}
+
+/* ---------------------------------------------------------------- evaluating */
 
 static json_t *eval_feature(struct eval_state *st, const char *key);
 
@@ -93,66 +299,29 @@ static int parent_cb(void *data, const char *id, json_t **value)
     return cyclic ? -1 : 0;
 }
 
-/* Spec's isIncludedInRollout. */
-static int in_rollout(const struct assign_context *ctx, const char *seed, const json_t *rule)
+/* The spec's isIncludedInRollout of a force rule. */
+static int in_rollout(const struct assign_context *ctx, const struct rule *r)
 {
-    const json_t *range = json_object_get(rule, "range");
-    const json_t *coverage = json_object_get(rule, "coverage");
-    if (!json_is_array(range) && !json_is_number(coverage))
-        return 1;
-    if (!json_is_array(range) && json_number_value(coverage) == 0)
-        return 0;
-    const json_t *attr = json_object_get(rule, "hashAttribute");
-    char buf[32];
+    if (r->rollout == ROLLOUT_ALL || r->rollout == ROLLOUT_NONE)
+        return r->rollout == ROLLOUT_ALL;
+    char buf[ASSIGN_ATTR_TEXT_MAX];
     size_t len;
-    const char *text = assign_attr_text(
-        json_object_get(ctx->attributes, json_is_string(attr) ? json_string_value(attr) : "id"),
-        buf, &len);
+    const char *text =
+        assign_attr_text(json_object_get(ctx->attributes, r->hash_attribute), buf, &len);
     if (text == NULL)
         return 0;
-    const json_t *hv = json_object_get(rule, "hashVersion");
-    double n = assign_hash(seed, strlen(seed), text, len,
-                           json_is_integer(hv) ? (int)json_integer_value(hv) : 1);
+    double n = assign_hash(r->seed, strlen(r->seed), text, len, r->hash_version);
     if (n < 0)
         return 0; /* unknown hash version: the spec's null, never included */
-    if (json_is_array(range)) {
-        struct assign_range r = {json_number_value(json_array_get(range, 0)),
-                                 json_number_value(json_array_get(range, 1))};
-        return assign_in_range(n, &r);
-    }
-    return n <= json_number_value(coverage);
-}
-
-/* Spec's isFilteredOut for a rule's filters. */
-static int rule_filtered_out(const struct assign_context *ctx, const json_t *filters)
-{
-    struct assign_filter *f = NULL;
-    size_t n = 0;
-    int out =
-        assign_filters_compile(filters, &f, &n, NULL) != AB_OK || assign_filters_exclude(f, n, ctx);
-    assign_filters_free(f, n);
-    return out;
-}
-
-static int condition_passes(const struct assign_context *ctx, const json_t *cond,
-                            const json_t *attributes)
-{
-    struct assign_cond *c = NULL;
-    if (assign_cond_compile(cond, ctx->saved_groups, &c, NULL) != AB_OK)
-        return 0;
-    int ok = assign_cond_eval(c, attributes);
-    assign_cond_free(c);
-    return ok;
+    return r->rollout == ROLLOUT_RANGE ? assign_in_range(n, &r->range) : n <= r->coverage;
 }
 
 /* 1: rule applies; 0: skip the rule; -1: *gate_result holds the feature's final result. */
-static int check_parents(struct eval_state *st, const json_t *rule, json_t **gate_result)
+static int check_parents(struct eval_state *st, const struct rule *r, json_t **gate_result)
 {
-    size_t i;
-    const json_t *pc;
-    json_array_foreach(json_object_get(rule, "parentConditions"), i, pc)
-    {
-        json_t *parent = eval_feature(st, json_string_value(json_object_get(pc, "id")));
+    for (size_t i = 0; i < r->nparents; i++) {
+        const struct assign_parent *p = &r->parents[i];
+        json_t *parent = eval_feature(st, p->id);
         if (strcmp(json_string_value(json_object_get(parent, "source")), "cyclicPrerequisite") ==
             0) {
             json_decref(parent);
@@ -160,11 +329,11 @@ static int check_parents(struct eval_state *st, const json_t *rule, json_t **gat
             return -1;
         }
         json_t *obj = json_pack("{s:O}", "value", json_object_get(parent, "value"));
-        int ok = condition_passes(st->ctx, json_object_get(pc, "condition"), obj);
+        int ok = p->cond != NULL && assign_cond_eval(p->cond, obj);
         json_decref(obj);
         json_decref(parent);
         if (!ok) {
-            if (json_is_true(json_object_get(pc, "gate"))) {
+            if (p->gate) {
                 *gate_result = feature_result(NULL, "prerequisite", NULL);
                 return -1;
             }
@@ -174,125 +343,94 @@ static int check_parents(struct eval_state *st, const json_t *rule, json_t **gat
     return 1;
 }
 
-/* The spec's rule -> Experiment conversion. */
-static json_t *rule_experiment(const json_t *rule, const char *feature_key)
-{
-    static const char *const COPIED[] = {
-        "coverage",  "weights", "hashAttribute", "fallbackAttribute", "disableStickyBucketing",
-        "bucketVersion", "minBucketVersion", "namespace", "meta", "ranges", "name", "phase",
-        "seed", "hashVersion", "filters", "condition", "parentConditions"};
-    const json_t *vars = json_object_get(rule, "variations");
-    if (vars == NULL)
-        vars = json_object_get(rule, "contextualVariations");
-    const json_t *key = json_object_get(rule, "key");
-    json_t *exp = json_pack("{s:O, s:s}", "variations", vars, "key",
-                            json_is_string(key) ? json_string_value(key) : feature_key);
-    for (size_t i = 0; i < sizeof(COPIED) / sizeof(COPIED[0]); i++) {
-        const json_t *v = json_object_get(rule, COPIED[i]);
-        if (v != NULL)
-            json_object_set(exp, COPIED[i], (json_t *)v);
-    }
-    return exp;
-}
-
 /* Runs an experiment rule; returns the feature result, or NULL to go on to the next rule. */
-static json_t *run_rule(struct eval_state *st, const json_t *rule, const char *key,
-                        const char *rule_id)
+static json_t *run_rule(struct eval_state *st, const struct rule *r, const char *key)
 {
-    json_t *exp = rule_experiment(rule, key);
-    struct assign_experiment *e = NULL;
-    json_t *out = NULL;
-    json_t *compile_def = json_copy(exp);
-    const json_t *ref = json_object_get(rule, "contextualBanditRef");
-    if (ref != NULL)
-        json_object_set(compile_def, "contextualBanditRef", (json_t *)ref);
-    if (assign_experiment_compile(compile_def, st->ctx->saved_groups, &e, NULL) == AB_OK) {
-        struct assign_context c = *st->ctx;
-        c.parent_cb = parent_cb;
-        c.parent_data = st;
-        struct assign_result res;
-        assign_run(e, &c, &res);
-        int passthrough = (size_t)res.variation < e->nmeta && e->meta[res.variation].passthrough;
-        if (res.in_experiment && !passthrough) {
-            if (res.bandit) {
-                json_t *w = json_array();
-                for (size_t i = 0; i < res.nbandit_weights; i++)
-                    json_array_append_new(w, json_real(res.bandit_weights[i]));
-                json_object_set(exp, "weights", w);
-                json_object_set_new(exp, "contextualBandit",
-                                    json_pack("{s:I, s:o, s:I}", "leafId", res.leaf_id,
-                                              "variationWeights", w, "banditVersion",
-                                              res.bandit_version));
-            }
-            out = feature_result(json_array_get(e->variations, (size_t)res.variation),
-                                 "experiment", rule_id);
-            json_object_set(out, "experiment", exp);
-            json_object_set_new(out, "experimentResult", assign_result_json(e, &res, key));
-        }
+    const struct assign_experiment *e = r->compiled;
+    struct assign_context c = *st->ctx;
+    c.parent_cb = parent_cb;
+    c.parent_data = st;
+    struct assign_result res;
+    assign_run(e, &c, &res);
+    int passthrough = (size_t)res.variation < e->nmeta && e->meta[res.variation].passthrough;
+    if (!res.in_experiment || passthrough)
+        return NULL;
+    json_t *exp = json_incref(r->exp);
+    if (res.bandit) { /* the weights the bandit chose: this unit's copy of the experiment */
+        json_decref(exp);
+        exp = json_copy(r->exp);
+        json_t *w = json_array();
+        for (size_t i = 0; i < res.nbandit_weights; i++)
+            json_array_append_new(w, json_real(res.bandit_weights[i]));
+        json_object_set(exp, "weights", w);
+        json_object_set_new(exp, "contextualBandit",
+                            json_pack("{s:I, s:o, s:I}", "leafId", res.leaf_id, "variationWeights",
+                                      w, "banditVersion", res.bandit_version));
     }
-    assign_experiment_free(e);
-    json_decref(compile_def);
-    json_decref(exp);
+    json_t *out =
+        feature_result(json_array_get(e->variations, (size_t)res.variation), "experiment", r->id);
+    json_object_set_new(out, "experiment", exp);
+    json_object_set_new(out, "experimentResult", assign_result_json(e, &res, key));
     return out;
 }
 
-static json_t *eval_rules(struct eval_state *st, const json_t *feature, const char *key)
+static json_t *eval_rules(struct eval_state *st, const struct feature *f)
 {
-    size_t i;
-    const json_t *rule;
-    json_array_foreach(json_object_get(feature, "rules"), i, rule)
-    {
-        const json_t *idv = json_object_get(rule, "id");
-        const char *rule_id = json_is_string(idv) ? json_string_value(idv) : "";
+    const struct assign_context *ctx = st->ctx;
+    for (size_t i = 0; i < f->nrules; i++) {
+        const struct rule *r = &f->rules[i];
         json_t *gate = NULL;
-        int p = check_parents(st, rule, &gate);
+        int p = check_parents(st, r, &gate);
         if (p < 0)
             return gate;
         if (p == 0)
             continue;
-        const json_t *filters = json_object_get(rule, "filters");
-        if (filters != NULL && rule_filtered_out(st->ctx, filters))
+        if (r->has_filters &&
+            (!r->filters_ok || assign_filters_exclude(r->filters, r->nfilters, ctx)))
             continue;
-        const json_t *cond = json_object_get(rule, "condition");
-        if (cond != NULL && !condition_passes(st->ctx, cond, st->ctx->attributes))
+        if (r->has_condition &&
+            (r->condition == NULL || !assign_cond_eval(r->condition, ctx->attributes)))
             continue;
-        const json_t *force = json_object_get(rule, "force");
-        if (force != NULL) {
-            const json_t *seed = json_object_get(rule, "seed");
-            if (!in_rollout(st->ctx, json_is_string(seed) ? json_string_value(seed) : key, rule))
+        if (r->force != NULL) {
+            if (!in_rollout(ctx, r))
                 continue;
-            return feature_result(force, "force", rule_id);
+            return feature_result(r->force, "force", r->id);
         }
-        if (json_object_get(rule, "variations") == NULL &&
-            json_object_get(rule, "contextualVariations") == NULL)
+        if (r->compiled == NULL)
             continue;
-        json_t *r = run_rule(st, rule, key, rule_id);
-        if (r != NULL)
-            return r;
+        json_t *out = run_rule(st, r, f->key);
+        if (out != NULL)
+            return out;
     }
-    const json_t *dv = json_object_get(feature, "defaultValue");
-    return feature_result(dv, "defaultValue", NULL);
+    return feature_result(f->default_value, "defaultValue", NULL);
+}
+
+static int cmp_key(const void *key, const void *elem)
+{
+    return strcmp(key, (*(struct feature *const *)elem)->key);
 }
 
 static json_t *eval_feature(struct eval_state *st, const char *key)
 {
-    const json_t *feature = key != NULL ? json_object_get(st->features, key) : NULL;
-    if (feature == NULL)
+    struct feature *const *found =
+        key != NULL ? bsearch(key, st->fs->by_key, st->fs->n, sizeof(*st->fs->by_key), cmp_key)
+                    : NULL;
+    if (found == NULL)
         return feature_result(NULL, "unknownFeature", NULL);
     for (size_t i = 0; i < st->depth; i++)
         if (strcmp(st->stack[i], key) == 0)
             return feature_result(NULL, "cyclicPrerequisite", NULL);
     if (st->depth == MAX_DEPTH)
         return feature_result(NULL, "cyclicPrerequisite", NULL);
-    st->stack[st->depth++] = key;
-    json_t *r = eval_rules(st, feature, key);
+    st->stack[st->depth++] = (*found)->key;
+    json_t *r = eval_rules(st, *found);
     st->depth--;
     return r;
 }
 
-json_t *assign_feature_eval(const json_t *features, const char *key,
-                            const struct assign_context *ctx)
+json_t *assign_features_eval(const struct assign_features *fs, const char *key,
+                             const struct assign_context *ctx)
 {
-    struct eval_state st = {.features = features, .ctx = ctx};
+    struct eval_state st = {.fs = fs, .ctx = ctx};
     return eval_feature(&st, key);
 }

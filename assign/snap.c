@@ -176,6 +176,7 @@ enum ab_err assign_snap_compile(const struct ab_snapshot *s, struct assign_snap 
         if (rc != AB_OK)
             goto Exit;
     }
+    snap->features = assign_features_compile(snap->gb_features, NULL);
     class_conditions(s, snap);
     assign_answer_join(snap);
     snap->scalar_attributes_ok = 1;
@@ -220,6 +221,7 @@ void assign_snap_release(struct assign_snap *snap)
     for (size_t i = 0; i < snap->nclient_keys; i++)
         free(snap->client_key_hashes[i]);
     free(snap->client_key_hashes);
+    assign_features_free(snap->features);
     json_decref(snap->gb_features);
     free(snap->features_body);
     free(snap);

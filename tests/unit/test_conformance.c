@@ -271,13 +271,13 @@ static void test_eval_condition(void **state)
 /* The GrowthBook context object of a case as an assign_context. */
 struct case_ctx {
     struct assign_context ctx;
-    const json_t *features;
+    struct assign_features *features; /* the case's FeatureMap, compiled */
 };
 
 static int case_parent_cb(void *data, const char *id, json_t **value)
 {
     struct case_ctx *cc = data;
-    json_t *r = assign_feature_eval(cc->features, id, &cc->ctx);
+    json_t *r = assign_features_eval(cc->features, id, &cc->ctx);
     *value = json_incref(json_object_get(r, "value"));
     int cyclic = strcmp(json_string_value(json_object_get(r, "source")), "cyclicPrerequisite") == 0;
     json_decref(r);
@@ -296,7 +296,7 @@ static void context_of(const json_t *gb, struct case_ctx *cc)
     cc->ctx.contextual_bandits = json_object_get(gb, "contextualBandits");
     cc->ctx.parent_cb = case_parent_cb;
     cc->ctx.parent_data = cc;
-    cc->features = json_object_get(gb, "features");
+    cc->features = assign_features_compile(json_object_get(gb, "features"), cc->ctx.saved_groups);
 }
 
 static void test_run(void **state)
@@ -334,6 +334,7 @@ static void test_run(void **state)
             got = json_pack("{s:s}", "compile_error", ei.message);
         }
         assign_experiment_free(e);
+        assign_features_free(cc.features);
         json_t *want = json_pack("[O,O,O]", json_array_get(c, 3), json_array_get(c, 4),
                                  json_array_get(c, 5));
         check(&t, js_equal(got, want), json_string_value(json_array_get(c, 0)), got, want);
@@ -390,6 +391,7 @@ static void test_run_many(void **state)
                     fail_msg("case %s, experiment %zu: assign_run_many differs",
                              json_string_value(json_array_get(c, 0)), k);
         }
+        assign_features_free(cc.features);
     }
     printf("run_many: %zu evaluations agree with assign_run\n", checked);
     for (size_t k = 0; k < n; k++)
@@ -409,11 +411,12 @@ static void test_feature(void **state)
     {
         struct case_ctx cc;
         context_of(json_array_get(c, 1), &cc);
-        json_t *got = assign_feature_eval(cc.features, json_string_value(json_array_get(c, 2)),
-                                          &cc.ctx);
+        json_t *got = assign_features_eval(cc.features, json_string_value(json_array_get(c, 2)),
+                                           &cc.ctx);
         check(&t, js_equal(got, json_array_get(c, 3)), json_string_value(json_array_get(c, 0)),
               got, json_array_get(c, 3));
         json_decref(got);
+        assign_features_free(cc.features);
     }
     report(&t);
 }
