@@ -1,8 +1,9 @@
 /*
- * bench/json parse: ns per parse of the POST /v1/assign body through ab_json_parse, against the
- * baseline in the same run: the depth pre-scan plus jansson's json_loadb with the same flags
- * (what ab_json_parse did before its fast path), rounds alternated. Prints the median ns of each
- * and the median of the rounds' ratios.
+ * bench/json parse: ns per read of the usual POST /v1/assign body by each reader that may meet it,
+ * rounds alternated: the assign node's own reader (assign_post_read, which builds no jansson
+ * values), ab_json_parse (what every other JSON body goes through, and this body when the node's
+ * reader gives up), and the baseline, the depth pre-scan plus jansson's json_loadb with the same
+ * flags. Prints the median ns of each and the medians of the rounds' ratios to the baseline.
  * Usage: json_parse_bench [ITERATIONS (1000000)] [ROUNDS (5)].
  */
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "abacus/json.h"
+#include "assign_int.h"
 
 static const char body[] =
     "{\"unit\":\"user-12345\",\"attributes\":{\"country\":\"FR\",\"age\":31,\"plan\":\"pro\"}}";
@@ -29,6 +31,18 @@ static double run_fast(long n)
         if (ab_json_parse(body, sizeof(body) - 1, NULL, &doc, NULL) != AB_OK)
             abort();
         json_decref(doc);
+    }
+    return (now_s() - t0) / (double)n * 1e9;
+}
+
+static double run_post_read(long n)
+{
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        struct assign_post post;
+        if (!assign_post_read(body, sizeof(body) - 1, ASSIGN_UNIT_MAX, &post))
+            abort();
+        __asm__ volatile("" : : "r"(&post) : "memory"); /* the read is used */
     }
     return (now_s() - t0) / (double)n * 1e9;
 }
@@ -69,16 +83,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: json_parse_bench [ITERATIONS >= 1] [ROUNDS 1..100]\n");
         return 2;
     }
-    double fast[100], base[100], ratio[100];
+    double post[100], fast[100], base[100], ratio[100], post_ratio[100];
     for (int r = 0; r < rounds; r++) {
         base[r] = run_jansson(n);
         fast[r] = run_fast(n);
+        post[r] = run_post_read(n);
         ratio[r] = fast[r] / base[r];
+        post_ratio[r] = post[r] / base[r];
     }
-    printf("body: %zu bytes, %ld parses (and json_decref) per round, %d rounds, medians\n",
+    printf("body: %zu bytes, %ld reads (and json_decref) per round, %d rounds, medians\n",
            sizeof(body) - 1, n, rounds);
+    printf("assign_post_read:      %7.1f ns/read\n", median(post, rounds));
     printf("ab_json_parse:         %7.1f ns/parse\n", median(fast, rounds));
     printf("pre-scan + json_loadb: %7.1f ns/parse\n", median(base, rounds));
+    printf("ratio assign_post_read / jansson: %.3f\n", median(post_ratio, rounds));
     printf("ratio ab_json_parse / jansson: %.3f\n", median(ratio, rounds));
     return 0;
 }

@@ -2,9 +2,9 @@
  * JSON parsing with limits, on top of jansson. A body is refused before jansson sees it when it is
  * over the size limit or nests deeper than the depth limit (jansson itself recurses up to 2048
  * levels); parse errors carry line, column and byte position. Duplicate object keys are refused,
- * since which one wins would be ambiguous. A fast path of our own builds the jansson values of
- * common bodies in one pass; jansson stays the authority on errors. Used by every handler that
- * reads a JSON body.
+ * since which one wins would be ambiguous. Used by every handler that reads a JSON body (through
+ * ab_http_json_object) and by the replication manifest's parser. The assign node reads the usual
+ * POST /v1/assign body with a reader of its own (assign/post.c) and leaves the rest to this.
  */
 #ifndef ABACUS_JSON_H
 #define ABACUS_JSON_H
@@ -24,24 +24,12 @@ extern const struct ab_json_limits ab_json_default_limits;
 /*
  * Parses buf[0..len) (need not be NUL-terminated) into *out (a new reference, the caller's);
  * limits NULL means ab_json_default_limits. The document is the one json_loadb(buf, len,
- * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) returns: the fast path (ab_json_parse_fast) builds it
- * when it can, and anything it gives up on goes to jansson, which decides and words the error.
+ * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY) returns.
  * Errors: AB_ERR_TOO_LARGE (field "body") over max_bytes; AB_ERR_INVALID_JSON for nesting over
  * max_depth or a syntax error, with the position in ei->message ("line 1, column 7 (byte 6): ...").
  */
 enum ab_err ab_json_parse(const char *buf, size_t len, const struct ab_json_limits *limits,
                           json_t **out, struct ab_errinfo *ei);
-
-/*
- * The fast path of ab_json_parse alone, exposed for its tests and benchmark: a one-pass parse of
- * buf[0..len) into the document json_loadb would return with the flags above (same types, values,
- * key order and bytes; a new reference, the caller's), or NULL when it gives up: on any error
- * (duplicate key, integer outside long long, real overflow, \u0000, invalid UTF-8, a lone
- * surrogate, trailing bytes...), on nesting deeper than max_depth (or 256), on an escaped string
- * longer than 4096 bytes decoded or a real longer than 4096, or when jansson fails to allocate.
- * No size limit; allocates nothing but jansson's values.
- */
-json_t *ab_json_parse_fast(const char *buf, size_t len, int max_depth);
 
 /*
  * Depth of the deepest array/object nesting in buf, not counting brackets inside strings; stops

@@ -1,7 +1,7 @@
 /*
- * Unit tests of lib/json.c: limits on size and depth, error positions, duplicate keys, and the
- * fast path against json_loadb: what it takes, what it leaves to jansson, and that either way the
- * document or the error is jansson's.
+ * Unit tests of lib/json.c: limits on size and depth, error positions, duplicate keys, and that
+ * within the limits the document or the error is exactly jansson's (json_loadb with the same
+ * flags), over strings, escapes, numbers and syntax.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -20,29 +20,18 @@ static enum ab_err parse(const char *s, const struct ab_json_limits *lim, json_t
     return ab_json_parse(s, strlen(s), lim, out, ei);
 }
 
-enum path { FAST, JANSSON }; /* who builds the document or refuses the input */
-
 /*
  * Parses s[0..len) with ab_json_parse and with json_loadb (same flags): both accept, with strictly
- * the same document, or both refuse, with jansson's error in ei->message. Checks that the fast
- * path alone took the input (FAST) or gave it up (JANSSON). Returns ab_json_parse's document (the
- * caller's) or NULL.
+ * the same document, or both refuse, with jansson's error in ei->message. Returns ab_json_parse's
+ * document (the caller's) or NULL.
  */
-static json_t *check_len(const char *s, size_t len, enum path want)
+static json_t *check_len(const char *s, size_t len)
 {
-    json_t *doc = (json_t *)1, *fast = ab_json_parse_fast(s, len, ab_json_default_limits.max_depth);
+    json_t *doc = (json_t *)1;
     struct ab_errinfo ei;
     json_error_t jerr;
     enum ab_err rc = ab_json_parse(s, len, NULL, &doc, &ei);
     json_t *ref = json_loadb(s, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (want == FAST) {
-        assert_non_null(fast);
-        assert_non_null(ref);
-        assert_true(json_strict_equal(fast, ref));
-    } else {
-        assert_null(fast);
-    }
-    json_decref(fast);
     if (ref == NULL) {
         char msg[sizeof(ei.message)];
         snprintf(msg, sizeof(msg), "invalid JSON at line %d, column %d (byte %d): %s", jerr.line,
@@ -58,15 +47,15 @@ static json_t *check_len(const char *s, size_t len, enum path want)
     return doc;
 }
 
-static json_t *check(const char *s, enum path want)
+static json_t *check(const char *s)
 {
-    return check_len(s, strlen(s), want);
+    return check_len(s, strlen(s));
 }
 
 /* check() of a document that must parse; frees it. */
-static void check_ok(const char *s, enum path want)
+static void check_ok(const char *s)
 {
-    json_t *doc = check(s, want);
+    json_t *doc = check(s);
     assert_non_null(doc);
     json_decref(doc);
 }
@@ -76,7 +65,7 @@ static void check_refused(const char *s, size_t len, const char *text)
 {
     struct ab_errinfo ei;
     json_t *doc;
-    assert_null(check_len(s, len, JANSSON));
+    assert_null(check_len(s, len));
     assert_int_equal(ab_json_parse(s, len, NULL, &doc, &ei), AB_ERR_INVALID_JSON);
     assert_non_null(strstr(ei.message, text));
 }
@@ -97,12 +86,11 @@ static void test_parses_valid(void **state)
     json_decref(doc);
 }
 
-static void test_fast_post_body(void **state)
+static void test_post_body(void **state)
 {
     (void)state;
     json_t *doc = check("{\"unit\":\"user-12345\",\"attributes\":{\"country\":\"FR\",\"age\":31,"
-                        "\"plan\":\"pro\"}}",
-                        FAST);
+                        "\"plan\":\"pro\"}}");
     assert_string_equal(json_string_value(json_object_get(doc, "unit")), "user-12345");
     json_t *attrs = json_object_get(doc, "attributes");
     const char *order[] = {"country", "age", "plan"};
@@ -114,40 +102,37 @@ static void test_fast_post_body(void **state)
     assert_int_equal(json_integer_value(json_object_get(attrs, "age")), 31);
     json_decref(doc);
     /* the same shape with whitespace everywhere jansson allows it */
-    check_ok(" \t\r\n{ \"unit\" :\t\"u\" ,\n\"attributes\" : { } , \"x\":[ 1 , [ ] ,{}] }\r\n",
-             FAST);
-    check_ok("[]", FAST);
-    check_ok("{}", FAST);
-    check_ok("[[[{}]],{\"a\":[{\"b\":null}]}]", FAST);
-    check_ok("[true,false,null]", FAST);
+    check_ok(" \t\r\n{ \"unit\" :\t\"u\" ,\n\"attributes\" : { } , \"x\":[ 1 , [ ] ,{}] }\r\n");
+    check_ok("[]");
+    check_ok("{}");
+    check_ok("[[[{}]],{\"a\":[{\"b\":null}]}]");
+    check_ok("[true,false,null]");
     /* any value at the top level (JSON_DECODE_ANY) */
-    check_ok("\"top\"", FAST);
-    check_ok(" 42 ", FAST);
-    check_ok("true", FAST);
-    check_ok("null", FAST);
+    check_ok("\"top\"");
+    check_ok(" 42 ");
+    check_ok("true");
+    check_ok("null");
 }
 
-static void test_fast_strings(void **state)
+static void test_strings(void **state)
 {
     (void)state;
-    json_t *doc = check("[\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\"]", FAST);
+    json_t *doc = check("[\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\"]");
     assert_string_equal(json_string_value(json_array_get(doc, 0)), "q\"b\\s/\b\f\n\r\t");
     json_decref(doc);
     /* \uXXXX in both cases of hex, 1 to 3 bytes of UTF-8, and a surrogate pair to 4 */
-    doc = check("[\"\\u0041\\u00e9\\u00E9\\u20AC\\uffff\\ud83d\\ude00\\uDBFF\\uDFFF\"]", FAST);
+    doc = check("[\"\\u0041\\u00e9\\u00E9\\u20AC\\uffff\\ud83d\\ude00\\uDBFF\\uDFFF\"]");
     const char want[] = "A\xc3\xa9\xc3\xa9\xe2\x82\xac\xef\xbf\xbf\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf";
     assert_int_equal(json_string_length(json_array_get(doc, 0)), sizeof(want) - 1);
     assert_memory_equal(json_string_value(json_array_get(doc, 0)), want, sizeof(want) - 1);
     json_decref(doc);
     /* non-ASCII text as is: 2, 3 and 4 byte sequences, U+D7FF and U+E000 around the surrogates */
     check_ok("{\"caf\xc3\xa9\":\"\xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 "
-             "\xed\x9f\xbf\xee\x80\x80\"}",
-             FAST);
-    check_ok("[\"\x7f\", \"\xc2\x80\", \"\xf4\x8f\xbf\xbf\"]", FAST);
+             "\xed\x9f\xbf\xee\x80\x80\"}");
+    check_ok("[\"\x7f\", \"\xc2\x80\", \"\xf4\x8f\xbf\xbf\"]");
     /* escaped keys, nested under escaped keys, keep their order and bytes */
     check_ok("{\"k\\u00e9y\":{\"a\\nb\":{\"c\\\"d\":\"\\t\"},\"z\":1},\"plain\":[\"\\/\"],"
-             "\"\\u0041\":2}",
-             FAST);
+             "\"\\u0041\":2}");
     /* an escaped duplicate of a plain key, and the other way round */
     REFUSED("{\"a\":1,\"\\u0061\":2}", "duplicate object key");
     REFUSED("{\"\\u0061\":1,\"a\":2}", "duplicate object key");
@@ -191,7 +176,7 @@ static void test_refused_strings(void **state)
 static void test_numbers(void **state)
 {
     (void)state;
-    json_t *doc = check("[9223372036854775807,-9223372036854775808,0,-0,7,-12]", FAST);
+    json_t *doc = check("[9223372036854775807,-9223372036854775808,0,-0,7,-12]");
     assert_true(json_integer_value(json_array_get(doc, 0)) == 9223372036854775807LL);
     assert_true(json_integer_value(json_array_get(doc, 1)) == -9223372036854775807LL - 1);
     assert_true(json_is_integer(json_array_get(doc, 3)));
@@ -200,7 +185,7 @@ static void test_numbers(void **state)
     REFUSED("[-9223372036854775809]", "too big negative integer");
     REFUSED("[99999999999999999999999]", "too big integer");
     /* reals: a '.', 'e' or 'E' makes one, whatever the value */
-    doc = check("[1.5,1e2,-0.0,1E+2,2.5e-3,0e0,-1.25E-2,1e-400,0.1,1.7976931348623157e308]", FAST);
+    doc = check("[1.5,1e2,-0.0,1E+2,2.5e-3,0e0,-1.25E-2,1e-400,0.1,1.7976931348623157e308]");
     for (size_t i = 0; i < json_array_size(doc); i++)
         assert_true(json_is_real(json_array_get(doc, i)));
     assert_true(json_real_value(json_array_get(doc, 0)) == 1.5);
@@ -252,7 +237,7 @@ static void test_refused_syntax(void **state)
  * check() of an array holding a string (["head, n times 'a', tail) or a real ([0.head, n times
  * '0', tail); returns the length of the string.
  */
-static size_t check_long(int num, const char *head, size_t n, const char *tail, enum path want)
+static size_t check_long(int num, const char *head, size_t n, const char *tail)
 {
     size_t hl = strlen(head), tl = strlen(tail);
     char *s = malloc(hl + n + tl + 5), *p = s;
@@ -262,7 +247,7 @@ static size_t check_long(int num, const char *head, size_t n, const char *tail, 
     memset(p + hl, num ? '0' : 'a', n);
     p += hl + n;
     memcpy(p, tail, tl + 1);
-    json_t *doc = check(s, want);
+    json_t *doc = check(s);
     free(s);
     assert_non_null(doc);
     size_t len = json_string_length(json_array_get(doc, 0));
@@ -270,42 +255,37 @@ static size_t check_long(int num, const char *head, size_t n, const char *tail, 
     return len;
 }
 
-static void test_fast_scratch_limit(void **state)
+static void test_long_strings(void **state)
 {
     (void)state;
-    /* an escaped string up to 4096 bytes decoded, and a real up to 4096 bytes, take the fast
-       path; one byte more goes to jansson, which parses it the same */
-    assert_int_equal(check_long(0, "\\n", 4095, "\"]", FAST), 4096);
-    assert_int_equal(check_long(0, "\\n", 4096, "\"]", JANSSON), 4097);
-    assert_int_equal(check_long(0, "", 4095, "\\n\"]", FAST), 4096); /* the copy of the prefix */
-    assert_int_equal(check_long(0, "", 4096, "\\n\"]", JANSSON), 4097);
-    assert_int_equal(check_long(0, "\\t", 4093, "\xc3\xa9\"]", FAST), 4096);
-    assert_int_equal(check_long(0, "\\t", 4094, "\xc3\xa9\"]", JANSSON), 4097);
-    assert_int_equal(check_long(0, "", 4092, "\\ud83d\\ude00\"]", FAST), 4096);
-    assert_int_equal(check_long(0, "", 4093, "\\ud83d\\ude00\"]", JANSSON), 4097);
-    /* without an escape there is no copy, and no limit */
-    assert_int_equal(check_long(0, "", 100000, "\xe2\x82\xac\"]", FAST), 100003);
-    check_long(1, "", 4093, "1]", FAST); /* "0." and 4094 digits: 4096 bytes */
-    check_long(1, "", 4094, "1]", JANSSON);
+    /* escaped strings and reals around 4096 bytes, and a long string without an escape */
+    assert_int_equal(check_long(0, "\\n", 4095, "\"]"), 4096);
+    assert_int_equal(check_long(0, "\\n", 4096, "\"]"), 4097);
+    assert_int_equal(check_long(0, "", 4095, "\\n\"]"), 4096); 
+    assert_int_equal(check_long(0, "", 4096, "\\n\"]"), 4097);
+    assert_int_equal(check_long(0, "\\t", 4093, "\xc3\xa9\"]"), 4096);
+    assert_int_equal(check_long(0, "\\t", 4094, "\xc3\xa9\"]"), 4097);
+    assert_int_equal(check_long(0, "", 4092, "\\ud83d\\ude00\"]"), 4096);
+    assert_int_equal(check_long(0, "", 4093, "\\ud83d\\ude00\"]"), 4097);
+    assert_int_equal(check_long(0, "", 100000, "\xe2\x82\xac\"]"), 100003);
+    check_long(1, "", 4093, "1]"); /* "0." and 4094 digits: 4096 bytes */
+    check_long(1, "", 4094, "1]");
 }
 
-static void test_fallback_accepts(void **state)
+static void test_deep_and_nul(void **state)
 {
     (void)state;
-    /* valid inputs the fast path leaves to jansson: nesting deeper than it goes, and a NUL byte
-       after a number, which jansson's lexer skips */
+    /* valid inputs: nesting of 300 levels within a limit of 300, and a NUL byte after a
+       number, which jansson's lexer skips */
     struct ab_json_limits lim = {1 << 20, 300};
     char deep[601];
     json_t *doc;
     memset(deep, '[', 300);
     memset(deep + 300, ']', 300);
     deep[600] = '\0';
-    assert_null(ab_json_parse_fast(deep, 600, 300));
-    assert_non_null(doc = ab_json_parse_fast(deep + 44, 512, 300)); /* 256 levels */
-    json_decref(doc);
     assert_int_equal(ab_json_parse(deep, 600, &lim, &doc, NULL), AB_OK);
     json_decref(doc);
-    doc = check_len("1\0", 2, JANSSON);
+    doc = check_len("1\0", 2);
     assert_int_equal(json_integer_value(doc), 1);
     json_decref(doc);
 }
@@ -320,7 +300,7 @@ static void test_error_position(void **state)
     assert_string_equal(ei.field, "body");
     assert_string_equal(ei.message, "invalid JSON at line 2, column 9 (byte 17): invalid token "
                                     "near 'tru'");
-    assert_null(check("{\"a\":1,\n \"b\": tru}", JANSSON));
+    assert_null(check("{\"a\":1,\n \"b\": tru}"));
     assert_int_equal(parse("[1,\n2,\n\"\xc3\x28\"]", NULL, &doc, &ei), AB_ERR_INVALID_JSON);
     assert_string_equal(ei.message, "invalid JSON at line 3, column 1 (byte 8): unable to decode "
                                     "byte 0xc3 near '\"'");
@@ -350,7 +330,6 @@ static void test_depth_limit(void **state)
     json_decref(doc);
     assert_int_equal(parse("{\"a\":{\"b\":[[1]]}}", &lim, &doc, &ei), AB_ERR_INVALID_JSON);
     assert_string_equal(ei.message, "JSON nests deeper than 3 levels");
-    assert_null(ab_json_parse_fast("{\"a\":{\"b\":[[1]]}}", 17, 3));
     /* too deep wins over a syntax error, as when the pre-scan ran first */
     assert_int_equal(parse("[[[[x", &lim, &doc, &ei), AB_ERR_INVALID_JSON);
     assert_string_equal(ei.message, "JSON nests deeper than 3 levels");
@@ -388,13 +367,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parses_valid),
-        cmocka_unit_test(test_fast_post_body),
-        cmocka_unit_test(test_fast_strings),
+        cmocka_unit_test(test_post_body),
+        cmocka_unit_test(test_strings),
         cmocka_unit_test(test_refused_strings),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_refused_syntax),
-        cmocka_unit_test(test_fast_scratch_limit),
-        cmocka_unit_test(test_fallback_accepts),
+        cmocka_unit_test(test_long_strings),
+        cmocka_unit_test(test_deep_and_nul),
         cmocka_unit_test(test_error_position),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_depth_limit),
