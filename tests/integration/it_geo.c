@@ -1,11 +1,13 @@
 /*
  * The geo test: one control plane (`abacus web`), two regional mirrors that are real HTTP caches
  * (Debian's nginx as a caching reverse proxy, each with its own prefix and config under the
- * test's temp dir), and three assign nodes that poll the mirrors, never the control plane.
- * A publish reaches every node within 2 of its polls, each node's answers carry one consistent,
- * never decreasing version, and nodes on the same version answer identically. With the control
- * plane killed, the nodes keep answering from their snapshot while its age grows, the mirrors
- * keep serving the cached file, and a restarted node serves from its cache dir.
+ * test's temp dir), three assign nodes and a regional collector (`abacus collect --snapshot-url`)
+ * that poll the mirrors, never the control plane. A publish reaches every node and the collector
+ * within 2 of their polls, each node's answers carry one consistent, never decreasing version,
+ * and nodes on the same version answer identically; the collector takes the ingest key that
+ * version brought. With the control plane killed, the nodes keep answering and the collector
+ * keeps storing from their snapshot while its age grows, the mirrors keep serving the cached
+ * file, and a restarted node and a restarted collector serve from their cache dirs.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,6 +42,7 @@ static char g_key[128];
 static struct abacus_proc g_cp;
 static struct mirror g_mirror[2];
 static struct abacus_proc g_nodes[NNODES];
+static struct abacus_proc g_coll; /* the regional collector, behind the second mirror */
 
 static void sleep_ms(int ms)
 {
@@ -236,6 +239,57 @@ static void start_node(int i, int mirror)
     assert_int_equal(abacus_spawn(p, args), 0);
 }
 
+static void start_collector(int mirror)
+{
+    char url[128], cache[600], db[600];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/snapshots/latest",
+             (unsigned)g_mirror[mirror].port);
+    snprintf(g_coll.dir, sizeof(g_coll.dir), "%.200s/collect", g_dir);
+    mkdir(g_coll.dir, 0700);
+    snprintf(cache, sizeof(cache), "%s/cache", g_coll.dir);
+    snprintf(db, sizeof(db), "%s/events.db", g_coll.dir);
+    const char *args[] = {"collect", "--db", db, "--snapshot-url", url, "--cache-dir", cache,
+                          "--poll-interval", "1", "--threads", "2", NULL};
+    assert_int_equal(abacus_spawn(&g_coll, args), 0);
+}
+
+/* The status of an exposure of unit sent to the collector with ingest key key. */
+static int collect(const char *key, const char *unit)
+{
+    char path[256], body[256];
+    snprintf(path, sizeof(path), "/v1/events?write_key=%s", key);
+    snprintf(body, sizeof(body),
+             "{\"events\":[{\"id\":\"x-%s\",\"type\":\"exposure\",\"ts\":1000,"
+             "\"unit\":\"%s\",\"experiment\":\"geo-exp\",\"variant\":\"treatment\"}]}",
+             unit, unit);
+    struct http_response r;
+    assert_int_equal(http_do(g_coll.port, "POST", path, "application/json", body, strlen(body), &r),
+                     0);
+    int status = r.status;
+    http_response_free(&r);
+    return status;
+}
+
+/* A new ingest key of the control plane into key (128 bytes). */
+static void new_ingest_key(char *key)
+{
+    json_t *k = api_ok("POST", "/api/v1/ingest-keys", "{\"name\":\"geo\"}", 201);
+    snprintf(key, 128, "%s", json_string_value(json_object_get(k, "key")));
+    json_decref(k);
+    assert_true(key[0] != '\0');
+}
+
+static void wait_collector_on(int64_t version)
+{
+    double v = -1;
+    for (int k = 0; k < 600 && (v = metric(&g_coll, "abacus_collect_snapshot_version")) <
+                                   (double)version;
+         k++)
+        sleep_ms(50);
+    if (v < (double)version)
+        fail_msg("the collector stays on version %g, want %lld", v, (long long)version);
+}
+
 static void wait_all_on(int64_t version)
 {
     for (int i = 0; i < NNODES; i++) {
@@ -255,6 +309,7 @@ static int setup(void **state)
     memset(&g_cp, 0, sizeof(g_cp));
     memset(g_mirror, 0, sizeof(g_mirror));
     memset(g_nodes, 0, sizeof(g_nodes));
+    memset(&g_coll, 0, sizeof(g_coll));
     return make_temp_dir(g_dir);
 }
 
@@ -267,6 +322,10 @@ static int teardown(void **state)
             fprintf(stderr, "node %d did not exit cleanly\n", i); /* a leak under ASan */
             failed = 1;
         }
+    if (g_coll.pid > 0 && abacus_stop(&g_coll, SIGTERM, 10000) != 0) {
+        fprintf(stderr, "the collector did not exit cleanly\n");
+        failed = 1;
+    }
     stop_mirror(&g_mirror[0]);
     stop_mirror(&g_mirror[1]);
     if (g_cp.pid > 0)
@@ -297,6 +356,8 @@ static void test_geo(void **state)
                        "{\"key\":\"treatment\",\"payload\":{\"color\":\"green\"}}]}",
                        201));
     json_decref(api_ok("POST", "/api/v1/experiments/geo-exp/start", NULL, 200));
+    char key1[128], key2[128];
+    new_ingest_key(key1);
     json_t *p = api_ok("POST", "/api/v1/snapshots", NULL, 201);
     int64_t n = json_integer_value(json_object_get(p, "version"));
     json_decref(p);
@@ -307,11 +368,17 @@ static void test_geo(void **state)
     start_node(0, 0);
     start_node(1, 0);
     start_node(2, 1);
+    start_collector(1);
     wait_all_on(n);
+    wait_collector_on(n);
+    assert_int_equal(collect(key1, "c1"), 200);
 
     /* publish N+1 (coverage 0.5 changes answers): every node within 2 of its polls */
     json_decref(api_ok("PUT", "/api/v1/experiments/geo-exp", "{\"version\":2,\"coverage\":0.5}",
                        200));
+    new_ingest_key(key2); /* the collector takes it once N+1 reaches it */
+    assert_int_equal(collect(key2, "c2"), 401);
+    double coll_polls_before = metric(&g_coll, "abacus_collect_snapshot_polls_total");
     double polls_before[NNODES];
     for (int i = 0; i < NNODES; i++)
         polls_before[i] = metric(&g_nodes[i], "abacus_snapshot_polls_total");
@@ -343,6 +410,12 @@ static void test_geo(void **state)
                       i, (long long)(n + 1), (long long)delay[i], loaded, polls_before[i]);
         assert_true(loaded > 0 && loaded <= polls_before[i] + 2);
     }
+    wait_collector_on(n + 1);
+    double coll_loaded = metric(&g_coll, "abacus_collect_snapshot_loaded_poll");
+    print_message("collector: version %lld at poll %g (polls before publish: %g)\n",
+                  (long long)(n + 1), coll_loaded, coll_polls_before);
+    assert_true(coll_loaded > 0 && coll_loaded <= coll_polls_before + 2);
+    assert_int_equal(collect(key2, "c2"), 200);
     /* the same version answers identically in every region */
     for (int u = 0; u < 40; u++) {
         char unit[16];
@@ -391,6 +464,18 @@ static void test_geo(void **state)
             sleep_ms(50);
         assert_true(f >= 1); /* the mirror cannot reach the origin: counted, nothing changes */
     }
+    /* the collector stores on, checking against what it has; its snapshot's age grows too */
+    double coll_age = metric(&g_coll, "abacus_collect_snapshot_age_seconds");
+    assert_int_equal(collect(key2, "c3"), 200);
+    double f = -1;
+    for (int k = 0; k < 200 &&
+                    (f = metric(&g_coll,
+                                "abacus_collect_snapshot_rejected_total{reason=\"fetch\"}")) < 1;
+         k++)
+        sleep_ms(50);
+    assert_true(f >= 1);
+    assert_true(metric(&g_coll, "abacus_collect_snapshot_age_seconds") > coll_age);
+    assert_int_equal((int64_t)metric(&g_coll, "abacus_collect_snapshot_version"), n + 1);
     /* a mirror still serves the immutable file from its cache with the origin gone */
     assert_int_equal(http_do(g_mirror[1].port, "GET", file, NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
@@ -406,6 +491,15 @@ static void test_geo(void **state)
     free(assign(2, "u-3", &v));
     assert_int_equal(v, n + 1);
     assert_int_equal((int64_t)metric(&g_nodes[2], "abacus_snapshot_loaded_poll"), 0);
+    /* so does a collector: ready at once, on N+1, taking the key N+1 brought */
+    assert_int_equal(abacus_stop(&g_coll, SIGTERM, 10000), 0);
+    start_collector(1);
+    assert_int_equal(http_do(g_coll.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
+    assert_int_equal((int64_t)metric(&g_coll, "abacus_collect_snapshot_version"), n + 1);
+    assert_int_equal((int64_t)metric(&g_coll, "abacus_collect_snapshot_loaded_poll"), 0);
+    assert_int_equal(collect(key2, "c4"), 200);
 }
 
 int main(void)

@@ -1,12 +1,15 @@
 /*
- * Integration tests of the replication client (`abacus assign --snapshot-url --cache-dir`)
- * against an origin this test controls (tests/tools/snapshot_origin.py serves whatever files
- * and manifest the test writes). Fault injection: truncated and cut-short downloads, a wrong
- * SHA-256, a flipped bit, a file that is not SQLite, a SQLite file with the wrong schema, an
- * invalid experiment, an older version, the served version with another hash, a file holding
- * another version than announced, a broken manifest and an origin in error. Each leaves the node
- * on its version, serving and ready, with the rejection counted by its reason. Then a valid
- * newer version is taken, and a restart with the origin down serves from the cache dir.
+ * Integration tests of replication (lib/follower) as both its users run it: an assign node
+ * (`abacus assign --snapshot-url --cache-dir`) and a collector (`abacus collect --snapshot-url
+ * --cache-dir`), following an origin this test controls (tests/tools/snapshot_origin.py serves
+ * whatever files and manifest the test writes). Fault injection: truncated and cut-short
+ * downloads, a wrong SHA-256, a flipped bit, a file that is not SQLite, a SQLite file with the
+ * wrong schema, an invalid experiment, an older version, the version in use with another hash, a
+ * file holding another version than announced, a broken manifest and an origin in error. Each
+ * leaves both on their version, serving and ready, with the rejection counted by its reason. Then
+ * a valid newer version is taken, and a restart with the origin down serves from the cache dirs.
+ * Each version's snapshot has its own ingest key, so the collector's answers show the version it
+ * checks against.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -29,7 +32,8 @@ static char g_dir[256];            /* temp dir of the test */
 static char g_root[512];           /* the origin's directory */
 static pid_t g_origin;
 static uint16_t g_origin_port;
-static struct abacus_proc g_node;
+static struct abacus_proc g_node;  /* the assign node */
+static struct abacus_proc g_coll;  /* the collector */
 
 static void sleep_ms(int ms)
 {
@@ -98,6 +102,12 @@ static struct ab_snapshot *make_snapshot(int64_t version, int64_t created_at)
     e->variants[1].key = strdup("treatment");
     e->variants[1].weight = 0.5;
     e->variants[1].payload = json_pack("{s:I}", "v", (json_int_t)version);
+    char key[32];
+    snprintf(key, sizeof(key), "ingest-v%lld", (long long)version);
+    s->ningest_keys = 1;
+    s->ingest_key_hashes = calloc(1, sizeof(char *));
+    s->ingest_key_hashes[0] = calloc(1, 65);
+    ab_snapshot_key_hash(key, s->ingest_key_hashes[0]);
     return s;
 }
 
@@ -170,11 +180,11 @@ static void publish_file(int64_t version, const char *name)
     set_manifest(version, sha, size, name);
 }
 
-/* The value of a metric line "name value" from the node's /metrics, or -1. */
-static double metric(const char *name)
+/* The value of a metric line "name value" from p's /metrics, or -1. */
+static double metric_of(const struct abacus_proc *p, const char *name)
 {
     struct http_response r;
-    if (http_do(g_node.port, "GET", "/metrics", NULL, NULL, 0, &r) != 0)
+    if (http_do(p->port, "GET", "/metrics", NULL, NULL, 0, &r) != 0)
         return -1;
     double v = -1;
     size_t n = strlen(name);
@@ -190,6 +200,19 @@ static double metric(const char *name)
     return v;
 }
 
+/* The node's metric, and the collector's of the same meaning (abacus_collect_snapshot_...). */
+static double metric(const char *name)
+{
+    return metric_of(&g_node, name);
+}
+
+static double coll_metric(const char *name)
+{
+    char coll[128];
+    snprintf(coll, sizeof(coll), "abacus_collect_%s", name + strlen("abacus_"));
+    return metric_of(&g_coll, coll);
+}
+
 static double rejected(const char *reason)
 {
     char name[96];
@@ -197,14 +220,14 @@ static double rejected(const char *reason)
     return metric(name);
 }
 
-/* Waits (bounded) until metric name reaches at least want. */
+/* Waits (bounded) until the node's metric name, and the collector's, reach at least want. */
 static void wait_metric_ge(const char *name, double want)
 {
-    double v = -1;
-    for (int i = 0; i < 600 && (v = metric(name)) < want; i++)
+    double v = -1, c = -1;
+    for (int i = 0; i < 600 && ((v = metric(name)) < want || (c = coll_metric(name)) < want); i++)
         sleep_ms(50);
-    if (v < want)
-        fail_msg("%s stayed at %g, want >= %g", name, v, want);
+    if (v < want || c < want)
+        fail_msg("%s stayed at %g (the collector's at %g), want >= %g", name, v, c, want);
 }
 
 static void wait_rejected(const char *reason, double want)
@@ -212,6 +235,23 @@ static void wait_rejected(const char *reason, double want)
     char name[96];
     snprintf(name, sizeof(name), "abacus_snapshot_rejected_total{reason=\"%s\"}", reason);
     wait_metric_ge(name, want);
+}
+
+/* The status of a POST /v1/events of one metric event with the ingest key of version. */
+static int collect_with_key_of(int64_t version)
+{
+    char path[64], body[160];
+    snprintf(path, sizeof(path), "/v1/events?write_key=ingest-v%lld", (long long)version);
+    snprintf(body, sizeof(body),
+             "{\"events\":[{\"id\":\"e%lld\",\"type\":\"metric\",\"ts\":1000,\"unit\":\"u\","
+             "\"metric\":\"m\"}]}",
+             (long long)version);
+    struct http_response r;
+    assert_int_equal(http_do(g_coll.port, "POST", path, "application/json", body, strlen(body), &r),
+                     0);
+    int status = r.status;
+    http_response_free(&r);
+    return status;
 }
 
 /* The version the node's answers carry (and that it answers 200 and is ready). */
@@ -232,23 +272,36 @@ static int64_t served_version(void)
     return v;
 }
 
-static void start_node(void)
+/* Starts the node (collector 0) or the collector (1) on the origin, with a cache dir each. */
+static void start_follower(int collector)
 {
     char url[128], cache[600];
+    struct abacus_proc *p = collector ? &g_coll : &g_node;
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1/snapshots/latest", (unsigned)g_origin_port);
-    snprintf(cache, sizeof(cache), "%s/cache", g_dir);
-    g_node.dir[0] = '\0';
-    snprintf(g_node.dir, sizeof(g_node.dir), "%.240s/node", g_dir);
-    mkdir(g_node.dir, 0700);
-    const char *args[] = {"assign", "--snapshot-url", url, "--cache-dir", cache,
-                          "--poll-interval", "1", "--threads", "2", NULL};
-    assert_int_equal(abacus_spawn(&g_node, args), 0);
+    snprintf(cache, sizeof(cache), "%s/cache%s", g_dir, collector ? "-collect" : "");
+    p->dir[0] = '\0';
+    snprintf(p->dir, sizeof(p->dir), "%.240s/%s", g_dir, collector ? "collect" : "node");
+    mkdir(p->dir, 0700);
+    char db[600];
+    snprintf(db, sizeof(db), "%s/events.db", p->dir);
+    const char *node_args[] = {"assign", "--snapshot-url", url, "--cache-dir", cache,
+                               "--poll-interval", "1", "--threads", "2", NULL};
+    const char *coll_args[] = {"collect", "--db", db, "--snapshot-url", url, "--cache-dir", cache,
+                               "--poll-interval", "1", "--threads", "2", NULL};
+    assert_int_equal(abacus_spawn(p, collector ? coll_args : node_args), 0);
+}
+
+static void start_node(void)
+{
+    start_follower(0);
+    start_follower(1);
 }
 
 static int setup(void **state)
 {
     (void)state;
     memset(&g_node, 0, sizeof(g_node));
+    memset(&g_coll, 0, sizeof(g_coll));
     if (make_temp_dir(g_dir) != 0)
         return -1;
     snprintf(g_root, sizeof(g_root), "%s/origin", g_dir);
@@ -257,18 +310,26 @@ static int setup(void **state)
     return mkdir(g_root, 0700) == 0 && mkdir(files, 0700) == 0 ? 0 : -1;
 }
 
+/* Stops p; 0 when it exited 0 (no leak), else its log is printed. */
+static int stop_proc(struct abacus_proc *p, const char *what)
+{
+    int rc = p->pid > 0 ? abacus_stop(p, SIGTERM, 10000) : 0;
+    if (rc != 0) {
+        char log[16384];
+        abacus_log(p, log, sizeof(log));
+        fprintf(stderr, "the %s exited with %d; its log:\n%s\n", what, rc, log);
+    }
+    return rc;
+}
+
 static int teardown(void **state)
 {
     (void)state;
-    int rc = g_node.pid > 0 ? abacus_stop(&g_node, SIGTERM, 10000) : 0; /* exits 0: no leak */
-    if (rc != 0) {
-        char log[16384];
-        abacus_log(&g_node, log, sizeof(log));
-        fprintf(stderr, "the node exited with %d; its log:\n%s\n", rc, log);
-    }
+    int rc = stop_proc(&g_node, "node");
+    int rc2 = stop_proc(&g_coll, "collector");
     stop_origin();
     remove_tree(g_dir);
-    return rc == 0 ? 0 : -1;
+    return rc == 0 && rc2 == 0 ? 0 : -1;
 }
 
 static int64_t now_ms(void)
@@ -285,10 +346,17 @@ static char *valid_bytes(int64_t version, const char *name, size_t *len)
     return read_all(path, len);
 }
 
+/* Both serve version: the node's answers carry it, the collector takes its ingest key. */
 static void assert_still_on(int64_t version)
 {
     assert_int_equal(served_version(), version);
     assert_int_equal((int64_t)metric("abacus_snapshot_version"), version);
+    assert_int_equal((int64_t)coll_metric("abacus_snapshot_version"), version);
+    assert_int_equal(collect_with_key_of(version), 200);
+    struct http_response r;
+    assert_int_equal(http_do(g_coll.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    http_response_free(&r);
 }
 
 static void test_faults_leave_the_node_serving(void **state)
@@ -301,6 +369,10 @@ static void test_faults_leave_the_node_serving(void **state)
     assert_int_equal(http_do(g_node.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 503);
     http_response_free(&r);
+    assert_int_equal(http_do(g_coll.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);
+    http_response_free(&r);
+    assert_int_equal(collect_with_key_of(2), 503);
     size_t len;
     char path[600], sha[65];
     free(valid_bytes(2, "v2.db", &len));
@@ -423,6 +495,10 @@ static void test_faults_leave_the_node_serving(void **state)
 
     /* every rejection was counted once per reason it deserved, none swapped anything in */
     assert_int_equal((int64_t)metric("abacus_snapshot_loads_total"), 1);
+    assert_int_equal((int64_t)coll_metric("abacus_snapshot_loads_total"), 1);
+    /* the keys of the versions refused were never accepted */
+    for (int64_t v = 3; v <= 11; v++)
+        assert_int_equal(collect_with_key_of(v), 401);
 
     /* a valid newer version is taken, verified and kept in the cache dir */
     free(valid_bytes(12, "v12.db", &len));
@@ -434,14 +510,21 @@ static void test_faults_leave_the_node_serving(void **state)
     struct stat st;
     assert_int_equal(stat(cached, &st), 0);
     assert_int_equal((int64_t)st.st_size, (int64_t)len);
+    snprintf(cached, sizeof(cached), "%s/cache-collect/12.db", g_dir);
+    assert_int_equal(stat(cached, &st), 0);
+    assert_int_equal((int64_t)st.st_size, (int64_t)len);
+    assert_int_equal(collect_with_key_of(2), 401); /* the collector checks against 12 now */
 
-    /* restart with the origin down: the cache dir is served at once */
+    /* restart with the origin down: the cache dirs are served at once */
     assert_int_equal(abacus_stop(&g_node, SIGTERM, 10000), 0);
+    assert_int_equal(abacus_stop(&g_coll, SIGTERM, 10000), 0);
     stop_origin();
     start_node();
     assert_still_on(12);
     assert_int_equal((int64_t)metric("abacus_snapshot_loaded_poll"), 0);
-    wait_rejected("fetch", 1); /* it keeps asking the source, and counts the failures */
+    assert_int_equal((int64_t)coll_metric("abacus_snapshot_loaded_poll"), 0);
+    double fetch_failed = rejected("fetch");
+    wait_rejected("fetch", fetch_failed + 1); /* they keep asking the source, and count it */
     assert_still_on(12);
 }
 
