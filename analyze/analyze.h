@@ -1,7 +1,7 @@
 /*
  * The analysis component's entry points, for `abacus analyze`, the admin API's results and
  * "update results" endpoints, and the nightly report: compute an experiment's results from the
- * events stored so far (DESIGN.md section 7), store them in the control database's results
+ * events stored so far (docs/design.md, "Analysis"), store them in the control database's results
  * table, and read them back. Recomputing is idempotent: it replaces the stored results of the
  * experiment's current phase.
  */

@@ -1,5 +1,5 @@
 /*
- * The per-unit join of the analysis (DESIGN.md section 7), pure: no SQLite, no I/O. sql.c streams
+ * The per-unit join of the analysis (docs/design.md, "Analysis"), pure: no SQLite, no I/O. sql.c streams
  * two scans of the events table into it, the experiment's exposures first and then the metric
  * events, and it turns them into the sufficient statistics per (metric, variant, day).
  *

@@ -6,6 +6,16 @@
  * request (assign_answer_compile: the fragments of struct assign_entry); per request, the unit is
  * evaluated and its answer is copied together from those fragments, the unit, the hash and the
  * reason. The HTTP handlers (api.c) only allocate the writer and send what it holds.
+ *
+ * The fragments of an experiment's struct assign_entry:
+ *   head {"experiment":"KEY","unit":   + the unit + ,"in_experiment":B
+ *   variant[v] ,"variant":"V","variation_id":v,"hash_value":   + the hash or null
+ *   payload[v] ,"payload":{...},"reason":"   + the reason + tail ","phase":N,"snapshot_version":S}
+ * and, for the answer most units get (in the experiment by their hash), joined further:
+ *   head + the unit + hashed_pre[v] (,"in_experiment":true + variant[v]) + the hash
+ *   + hashed_post[v] (payload[v] + hashed + tail)
+ * A running experiment also has hashed_join[v]: hashed_post[v] followed by , and the head of the
+ * next running experiment (none after the last), for the answer listing every running one.
  */
 #include <stdint.h>
 #include <stdlib.h>

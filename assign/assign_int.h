@@ -230,16 +230,9 @@ struct assign_text {
 };
 
 /*
- * One Abacus experiment of a snapshot, compiled. Its answer (GET /v1/assign, one item of POST)
- * is written once by answer.c around what varies per request, so that the hot path copies bytes:
- *   head {"experiment":"KEY","unit":   + the unit + ,"in_experiment":B
- *   variant[v] ,"variant":"V","variation_id":v,"hash_value":   + the hash or null
- *   payload[v] ,"payload":{...},"reason":"   + the reason + tail ","phase":N,"snapshot_version":S}
- * and, for the answer most units get (in the experiment by their hash), joined further:
- *   head + the unit + hashed_pre[v] (,"in_experiment":true + variant[v]) + the hash
- *   + hashed_post[v] (payload[v] + hashed + tail)
- * A running experiment also has hashed_join[v]: hashed_post[v] followed by , and the head of the
- * next running experiment (none after the last), for the answer listing every running one.
+ * One Abacus experiment of a snapshot, compiled: the evaluation core's experiment, and the
+ * fragments its answer (GET /v1/assign, one item of POST) is copied together from per request,
+ * written once by answer.c, which says how they join.
  */
 struct assign_entry {
     struct assign_experiment *exp; /* key, ranges, condition... */
@@ -330,8 +323,8 @@ void assign_answer_get(struct ab_jsonw *w, const struct assign_entry *e,
                        const struct assign_attrs *attrs, const char *unit, size_t unit_len);
 
 /*
- * POST /v1/assign's answer, {"snapshot_version":S,"assignments":[...]}, to w: the experiments
- * listed[0..n) in that order, or every running experiment when listed is NULL.
+ * POST /v1/assign's answer to w, the envelope and an assignment each for the experiments
+ * listed[0..n) in that order, or for every running experiment when listed is NULL.
  */
 void assign_answer_post(struct ab_jsonw *w, const struct assign_snap *snap,
                         const struct assign_attrs *attrs, const char *unit, size_t unit_len,

@@ -48,7 +48,7 @@ foreach(it server cli assign)
   add_dependencies(it_${it} abacus)
 endforeach()
 target_link_libraries(it_assign PRIVATE abacus_assign)
-# The control plane and replication (issue 4): admin API, publishing, a replicating node against
+# The control plane and replication: admin API, publishing, a replicating node against
 # a test origin that serves faults (tests/tools/snapshot_origin.py), and the geo test with nginx
 # mirrors.
 foreach(it web replication geo)
@@ -83,7 +83,7 @@ abacus_test(it_analyze SOURCES tests/integration/it_analyze.c LABELS integration
 add_dependencies(it_analyze abacus)
 target_compile_definitions(it_analyze PRIVATE
   VALIDATE_JSON="${CMAKE_SOURCE_DIR}/tests/tools/validate_json.py")
-# ClickHouse (issue 9): each test starts its own clickhouse-server (scripts/test installs it)
+# ClickHouse: each test starts its own clickhouse-server (scripts/test installs it)
 # on free loopback ports with its data in a temp dir.
 find_program(CLICKHOUSE_SERVER clickhouse-server PATHS /usr/sbin /usr/bin)
 if(NOT CLICKHOUSE_SERVER)
@@ -214,7 +214,7 @@ if(ABACUS_LINT)
                        LABELS lint TIMEOUT 600)
 endif()
 
-# The nightly report (issue 8): the report of seeded days against the analysis, its webhook
+# The nightly report: the report of seeded days against the analysis, its webhook
 # against a receiver that fails first (tests/tools/webhook_receiver.py), and its scheduler with an
 # injected clock. it_report leaves a report in the build dir for the browser test.
 find_program(PYTHON3 python3 REQUIRED)

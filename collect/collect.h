@@ -2,7 +2,7 @@
  * The collector's one public header: a node that takes events over HTTP (POST /v1/events, POST
  * /v1/batch in Segment's format), validates them against the replicated snapshot (ingest keys,
  * experiment and variant keys) and stores them durably and deduplicated in a SQLite events
- * database before it answers (DESIGN.md section 6, docs/collector.md). main.c creates a node,
+ * database before it answers (docs/design.md, "Events", docs/collector.md). main.c creates a node,
  * mounts it on an HTTP server and starts it; `abacus collect` and `abacus up` do.
  */
 #ifndef ABACUS_COLLECT_H

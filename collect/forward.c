@@ -1,5 +1,5 @@
 /*
- * The forwarder: ships a collector's committed events to ClickHouse (DESIGN.md section 6,
+ * The forwarder: ships a collector's committed events to ClickHouse (docs/design.md, "Events",
  * docs/scaling.md). The events table is the durable outbox: one thread reads rows past the
  * forwarded position in seq order, sends them as one INSERT ... FORMAT JSONEachRow, and moves the
  * position (table forward_state) only after ClickHouse acknowledged. Before a new batch leaves,

@@ -1,6 +1,6 @@
 /*
  * The collector's pure core: a request body in, a batch of valid events and of rejected ones out
- * (DESIGN.md section 6, docs/collector.md). No SQLite and no sockets: node.c calls it on the HTTP
+ * (docs/design.md, "Events", docs/collector.md). No SQLite and no sockets: node.c calls it on the HTTP
  * worker thread, store.c stores what it returns, tests/unit/test_collect_parse.c and
  * tests/fuzz/fuzz_events.c exercise it directly.
  *

@@ -77,7 +77,7 @@ int cmd_collect_main(int argc, char **argv, struct ab_log *log);
 /* Parses a decimal integer in [min, max]; returns 0, or -1 with a message on stderr naming flag. */
 int cmd_parse_int(const char *flag, const char *text, long min, long max, long *out);
 
-/* Server flags every server subcommand takes (DESIGN.md section 3). */
+/* Server flags every server subcommand takes (docs/design.md, "Components"). */
 struct cmd_server_flags {
     const char *listen;    /* --listen ADDR, default 127.0.0.1 */
     long port;             /* --port N, default 8080; 0 = any free port */

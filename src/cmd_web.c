@@ -1,6 +1,6 @@
 /*
  * `abacus web --data-dir DIR`: the control plane alone: the admin JSON API and the snapshot
- * publisher that assign nodes in every region poll (DESIGN.md sections 5 and 8). Also the
+ * publisher that assign nodes in every region poll (docs/design.md, "Snapshots and replication" and "Control plane"). Also the
  * control-plane flags and wiring that `abacus up` reuses.
  */
 #include <getopt.h>

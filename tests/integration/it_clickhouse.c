@@ -1,5 +1,5 @@
 /*
- * Forwarding to a real ClickHouse (issue 9): `abacus migrate --clickhouse` twice; events posted
+ * Forwarding to a real ClickHouse: `abacus migrate --clickhouse` twice; events posted
  * to a collector arrive once each, in seq order, and the position survives a restart; with
  * ClickHouse stopped the collector accepts up to its outbox quota, then answers 503, and the
  * backlog drains once ClickHouse is back; a batch whose answer is lost (a proxy drops it after

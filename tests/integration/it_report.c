@@ -1,5 +1,5 @@
 /*
- * The nightly report end to end (issue 8): a control and an events database seeded directly
+ * The nightly report end to end: a control and an events database seeded directly
  * (five days of exposures and metric events for two experiments, one that ended before the
  * report's day and one that starts after it, rejected events, a configuration change left
  * unpublished), then the real binary:
