@@ -10,18 +10,14 @@
 #include <stdint.h>
 #include "abacus/clock.h"
 #include "abacus/err.h"
+#include "abacus/follower.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
 
 struct assign_node;
 
 struct assign_node_config {
-    const char *snapshot_file; /* path of the snapshot to serve, reloaded when it changes, or */
-    const char *snapshot_url;  /* the manifest URL of a control plane or mirror (replication) */
-    const char *cache_dir;     /* with snapshot_url: where verified snapshots are kept */
-    int poll_interval_ms;      /* how often the file or manifest is checked; 0 = 5000 */
-    int64_t max_snapshot_bytes; /* largest snapshot downloaded; 0 = 1 GiB */
-    uint64_t jitter_seed;      /* seed of the poll jitter; 0 = from the clock and pid */
+    struct ab_follower_source snapshot; /* a file, or replication from a manifest URL */
     const struct ab_log *log;
     const struct ab_clock *clock;
 };

@@ -55,12 +55,7 @@ enum ab_err assign_node_new(const struct assign_node_config *cfg, struct assign_
     struct assign_node *n = ab_mem_calloc(1, sizeof(*n));
     n->log = cfg->log;
     n->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;
-    struct ab_follower_config fc = {.snapshot_file = cfg->snapshot_file,
-                                    .snapshot_url = cfg->snapshot_url,
-                                    .cache_dir = cfg->cache_dir,
-                                    .poll_interval_ms = cfg->poll_interval_ms,
-                                    .max_snapshot_bytes = cfg->max_snapshot_bytes,
-                                    .jitter_seed = cfg->jitter_seed,
+    struct ab_follower_config fc = {.source = cfg->snapshot,
                                     .metrics_prefix = "abacus_snapshot",
                                     .component = "assign",
                                     .ready = node_ready,

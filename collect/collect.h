@@ -13,6 +13,7 @@
 #include "abacus/clock.h"
 #include "abacus/db.h"
 #include "abacus/err.h"
+#include "abacus/follower.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
 #include "abacus/migrate.h"
@@ -25,15 +26,9 @@ struct collect_node;
 
 struct collect_node_config {
     const char *db_path;       /* events database; created and migrated on start */
-    /* ingest keys and experiments come from a snapshot, followed like an assign node follows
-       it (lib/follower): */
-    const char *snapshot_file; /* a file, reloaded when it changes, or */
-    const char *snapshot_url;  /* the manifest URL of a control plane or mirror, with */
-    const char *cache_dir;     /* where verified snapshots are kept; neither: the node is never
-                                  ready and answers 503 */
-    int poll_interval_ms;      /* how often the file or manifest is checked; 0 = 5000 */
-    int64_t max_snapshot_bytes; /* largest snapshot downloaded; 0 = 1 GiB */
-    uint64_t jitter_seed;      /* seed of the poll jitter; 0 = from the clock and pid */
+    struct ab_follower_source snapshot; /* ingest keys and experiments: a snapshot file or a
+                                           manifest URL followed as an assign node follows it;
+                                           neither: the node is never ready and answers 503 */
     size_t queue_max_events;   /* events waiting for the writer before 503; 0 = 32768 */
     const char *forward_url;   /* clickhouse://HOST:PORT/DB to forward to, or NULL */
     size_t outbox_max_events;  /* forwarding: unforwarded events at which POSTs get 503;

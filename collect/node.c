@@ -370,15 +370,9 @@ enum ab_err collect_node_new(const struct collect_node_config *cfg, struct colle
         n->cfg.outbox_max_events = 10000000;
     if (n->cfg.clock == NULL)
         n->cfg.clock = &ab_clock_system;
-    n->cfg.snapshot_file = n->cfg.snapshot_url = n->cfg.cache_dir = NULL; /* the follower's */
-    if ((cfg->snapshot_file != NULL && cfg->snapshot_file[0] != '\0') ||
-        (cfg->snapshot_url != NULL && cfg->snapshot_url[0] != '\0')) {
-        struct ab_follower_config fc = {.snapshot_file = cfg->snapshot_file,
-                                        .snapshot_url = cfg->snapshot_url,
-                                        .cache_dir = cfg->cache_dir,
-                                        .poll_interval_ms = cfg->poll_interval_ms,
-                                        .max_snapshot_bytes = cfg->max_snapshot_bytes,
-                                        .jitter_seed = cfg->jitter_seed,
+    n->cfg.snapshot = (struct ab_follower_source){0}; /* the follower's */
+    if (ab_follower_source_given(&cfg->snapshot)) {
+        struct ab_follower_config fc = {.source = cfg->snapshot,
                                         .metrics_prefix = "abacus_collect_snapshot",
                                         .component = "collect",
                                         .ready = node_ready,

@@ -452,44 +452,51 @@ static void *follower_main(void *arg)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+int ab_follower_source_given(const struct ab_follower_source *src)
+{
+    return (src->snapshot_file != NULL && src->snapshot_file[0] != '\0') ||
+           (src->snapshot_url != NULL && src->snapshot_url[0] != '\0');
+}
+
 enum ab_err ab_follower_new(const struct ab_follower_config *cfg, struct ab_follower **out,
                             struct ab_errinfo *ei)
 {
     *out = NULL;
-    int file = cfg->snapshot_file != NULL && cfg->snapshot_file[0] != '\0';
-    int url = cfg->snapshot_url != NULL && cfg->snapshot_url[0] != '\0';
+    const struct ab_follower_source *src = &cfg->source;
+    int file = src->snapshot_file != NULL && src->snapshot_file[0] != '\0';
+    int url = src->snapshot_url != NULL && src->snapshot_url[0] != '\0';
     if (file == url)
         return ab_fail(ei, AB_ERR_INVALID_FIELD, "snapshot-url",
                        "give either a snapshot URL (with a cache dir) or a snapshot file");
     if (url) {
-        if (cfg->cache_dir == NULL || cfg->cache_dir[0] == '\0')
+        if (src->cache_dir == NULL || src->cache_dir[0] == '\0')
             return ab_fail(ei, AB_ERR_INVALID_FIELD, "cache-dir",
                            "is required with a snapshot URL");
-        if (strncmp(cfg->snapshot_url, "http://", 7) != 0 &&
-            strncmp(cfg->snapshot_url, "https://", 8) != 0)
+        if (strncmp(src->snapshot_url, "http://", 7) != 0 &&
+            strncmp(src->snapshot_url, "https://", 8) != 0)
             return ab_fail(ei, AB_ERR_INVALID_FIELD, "snapshot-url", "must be an http(s) URL");
-        if (mkdir(cfg->cache_dir, 0750) != 0 && errno != EEXIST)
-            return ab_fail(ei, AB_ERR_IO, "cache-dir", "cannot create %s: %s", cfg->cache_dir,
+        if (mkdir(src->cache_dir, 0750) != 0 && errno != EEXIST)
+            return ab_fail(ei, AB_ERR_IO, "cache-dir", "cannot create %s: %s", src->cache_dir,
                            strerror(errno));
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             return ab_fail(ei, AB_ERR_INTERNAL, NULL, "libcurl cannot initialize");
     }
     struct ab_follower *f = ab_mem_calloc(1, sizeof(*f));
-    f->path = file ? ab_mem_strdup(cfg->snapshot_file) : NULL;
-    f->url = url ? ab_mem_strdup(cfg->snapshot_url) : NULL;
-    f->cache_dir = url ? ab_mem_strdup(cfg->cache_dir) : NULL;
+    f->path = file ? ab_mem_strdup(src->snapshot_file) : NULL;
+    f->url = url ? ab_mem_strdup(src->snapshot_url) : NULL;
+    f->cache_dir = url ? ab_mem_strdup(src->cache_dir) : NULL;
     f->prefix = ab_mem_strdup(cfg->metrics_prefix != NULL ? cfg->metrics_prefix
                                                           : "abacus_snapshot");
     f->component = ab_mem_strdup(cfg->component != NULL ? cfg->component : "node");
-    f->poll_interval_ms = cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : 5000;
-    f->max_bytes = cfg->max_snapshot_bytes > 0 ? cfg->max_snapshot_bytes : (int64_t)1 << 30;
+    f->poll_interval_ms = src->poll_interval_ms > 0 ? src->poll_interval_ms : 5000;
+    f->max_bytes = src->max_snapshot_bytes > 0 ? src->max_snapshot_bytes : (int64_t)1 << 30;
     f->ready = cfg->ready;
     f->data = cfg->data;
     f->log = cfg->log;
     f->clock = cfg->clock != NULL ? cfg->clock : &ab_clock_system;
     if (url) {
         f->curl = curl_easy_init();
-        f->rng = cfg->jitter_seed != 0 ? cfg->jitter_seed
+        f->rng = src->jitter_seed != 0 ? src->jitter_seed
                                        : (uint64_t)ab_clock_mono_ns(f->clock) ^
                                              ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ULL;
         if (f->rng == 0)

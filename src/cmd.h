@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "abacus/err.h"
+#include "abacus/follower.h"
 #include "abacus/http.h"
 #include "abacus/log.h"
 
@@ -139,6 +140,9 @@ int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const st
 
 /* Like cmd_server_flag, for the assign flags. */
 int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg);
+
+/* The snapshot source the flags name (for an assign node, or a collector). */
+struct ab_follower_source cmd_snapshot_source(const struct cmd_assign_flags *f);
 
 struct assign_node;
 

@@ -44,19 +44,23 @@ int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg)
     }
 }
 
+struct ab_follower_source cmd_snapshot_source(const struct cmd_assign_flags *f)
+{
+    return (struct ab_follower_source){.snapshot_file = f->snapshot_file,
+                                       .snapshot_url = f->snapshot_url,
+                                       .cache_dir = f->cache_dir,
+                                       .poll_interval_ms =
+                                           (int)(f->poll_s > 0 ? f->poll_s : 5) * 1000};
+}
+
 int cmd_assign_attach(const struct cmd_assign_flags *f, const struct ab_log *log,
                       struct ab_http_server *srv, struct assign_node **out)
 {
     *out = NULL;
     if (f->snapshot_file == NULL && f->snapshot_url == NULL)
         return 0;
-    struct assign_node_config cfg = {.snapshot_file = f->snapshot_file,
-                                     .snapshot_url = f->snapshot_url,
-                                     .cache_dir = f->cache_dir,
-                                     .poll_interval_ms = (int)(f->poll_s > 0 ? f->poll_s : 5) *
-                                                         1000,
-                                     .log = log,
-                                     .clock = &ab_clock_system};
+    struct assign_node_config cfg = {
+        .snapshot = cmd_snapshot_source(f), .log = log, .clock = &ab_clock_system};
     struct ab_errinfo ei;
     if (assign_node_new(&cfg, out, &ei) != AB_OK || assign_node_mount(*out, srv, &ei) != AB_OK ||
         assign_node_start(*out, &ei) != AB_OK) {

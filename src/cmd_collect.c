@@ -68,10 +68,7 @@ int cmd_collect_attach(const char *db, const struct cmd_collect_flags *cflags,
     long retention = cf->retention_days >= 0 ? cf->retention_days : 7;
     struct collect_node_config cfg = {
         .db_path = db,
-        .snapshot_file = aflags->snapshot_file,
-        .snapshot_url = aflags->snapshot_url,
-        .cache_dir = aflags->cache_dir,
-        .poll_interval_ms = (int)(aflags->poll_s > 0 ? aflags->poll_s : 5) * 1000,
+        .snapshot = cmd_snapshot_source(aflags),
         .queue_max_events = (size_t)(cf->queue_events > 0 ? cf->queue_events : 0),
         .forward_url = cf->forward,
         .outbox_max_events = (size_t)(cf->outbox_max > 0 ? cf->outbox_max : 0),

@@ -28,13 +28,21 @@ struct ab_follower;
 typedef enum ab_err (*ab_follower_ready_cb)(void *data, struct ab_snapshot *snap,
                                             struct ab_errinfo *ei);
 
-struct ab_follower_config {
+/* Where a component's snapshots come from: exactly one of a file and a manifest URL. */
+struct ab_follower_source {
     const char *snapshot_file;  /* file mode: the snapshot file to watch, or */
     const char *snapshot_url;   /* replication mode: the manifest URL of a control plane or mirror */
     const char *cache_dir;      /* replication mode: where verified snapshots are kept (created) */
     int poll_interval_ms;       /* how often the file or manifest is checked; 0 = 5000 */
     int64_t max_snapshot_bytes; /* largest snapshot downloaded; 0 = 1 GiB */
     uint64_t jitter_seed;       /* seed of the poll jitter; 0 = from the clock and pid */
+};
+
+/* 1 when src names a file or a URL (a component without one never gets a snapshot). */
+int ab_follower_source_given(const struct ab_follower_source *src);
+
+struct ab_follower_config {
+    struct ab_follower_source source;
     const char *metrics_prefix; /* of the metric names ("abacus_snapshot": _version, ...) */
     const char *component;      /* named in log lines ("assign") */
     ab_follower_ready_cb ready;
