@@ -53,9 +53,9 @@ static int read_get_params(struct ab_http_req *req, const char **experiment, con
     *unit = NULL;
     for (size_t i = 0; i < q->count; i++) {
         const struct ab_url_param *p = &q->params[i];
-        const char **slot = strcmp(p->name, "experiment") == 0 ? experiment
-                            : strcmp(p->name, "unit") == 0     ? unit
-                                                               : NULL;
+        int is_experiment = p->name_len == 10 && memcmp(p->name, "experiment", 10) == 0;
+        int is_unit = p->name_len == 4 && memcmp(p->name, "unit", 4) == 0;
+        const char **slot = is_experiment ? experiment : is_unit ? unit : NULL;
         if (slot != NULL) {
             if (*slot != NULL) {
                 ab_http_send_error(req, AB_ERR_INVALID_FIELD, p->name, "must be given once");
@@ -64,8 +64,8 @@ static int read_get_params(struct ab_http_req *req, const char **experiment, con
             *slot = p->value;
             continue;
         }
-        if (strncmp(p->name, "attr.", 5) != 0 || p->name_len == 5 ||
-            strcmp(p->name, "attr.id") == 0) {
+        if (p->name_len <= 5 || memcmp(p->name, "attr.", 5) != 0 ||
+            (p->name_len == 7 && memcmp(p->name, "attr.id", 7) == 0)) {
             ab_http_send_error(req, AB_ERR_INVALID_FIELD, p->name,
                                "unknown parameter (use experiment, unit and attr.NAME; the "
                                "unit is the id attribute)");
@@ -285,19 +285,6 @@ static void handle_features(struct ab_http_req *req, void *data)
     ab_holder_release(&n->holder, slot);
 }
 
-/* One feature evaluated for a unit, as a FeatureDefinition the SDK evaluates to the same. */
-static json_t *evaluated_feature(const json_t *result)
-{
-    json_t *value = json_object_get(result, "value");
-    json_t *exp = json_object_get(result, "experiment");
-    json_t *rules = json_array();
-    if (exp != NULL)
-        json_array_append_new(
-            rules, json_pack("{s:O, s:[{s:O, s:O}]}", "force", value, "tracks", "experiment", exp,
-                             "result", json_object_get(result, "experimentResult")));
-    return json_pack("{s:O, s:o}", "defaultValue", value, "rules", rules);
-}
-
 static void handle_eval(struct ab_http_req *req, void *data)
 {
     struct assign_node *n = data;
@@ -325,16 +312,10 @@ static void handle_eval(struct ab_http_req *req, void *data)
             .url = json_is_string(url) && json_string_length(url) > 0 ? json_string_value(url)
                                                                      : NULL,
         };
-        json_t *features = json_object();
-        for (size_t i = 0; i < assign_features_count(snap->features); i++) {
-            const char *key = assign_features_key(snap->features, i);
-            json_t *r = assign_features_eval(snap->features, key, &ctx);
-            json_object_set_new(features, key, evaluated_feature(r));
-            json_decref(r);
-        }
-        ab_http_send_json(req, 200,
-                          json_pack("{s:o, s:[], s:I}", "features", features, "experiments",
-                                    "snapshotVersion", (json_int_t)snap->version));
+        struct ab_jsonw w;
+        answer_writer(req, &w, snap->features_len * 2);
+        assign_features_write_remote(&w, snap->features, &ctx, snap->version);
+        send_written(req, &w);
     }
     ab_holder_release(&n->holder, slot);
     json_decref(doc);

@@ -205,9 +205,14 @@ struct assign_features *assign_features_compile(const json_t *map, const json_t 
 
 void assign_features_free(struct assign_features *fs); /* accepts NULL */
 
-/* The number of features, and the key of the i-th in the map's order. */
-size_t assign_features_count(const struct assign_features *fs);
-const char *assign_features_key(const struct assign_features *fs, size_t i);
+/*
+ * The answer of GrowthBook's remote evaluation (POST /api/eval/{clientKey}) to w: every feature
+ * of fs evaluated for ctx, each as the FeatureDefinition an SDK evaluates to the same value
+ * (default value, and a force rule tracking the experiment and its result when the unit is in
+ * one), then "experiments":[] and "snapshotVersion":version.
+ */
+void assign_features_write_remote(struct ab_jsonw *w, const struct assign_features *fs,
+                                  const struct assign_context *ctx, int64_t version);
 
 /*
  * GrowthBook's evalFeature(key) with ctx's attributes etc.: returns the FeatureResult object (a

@@ -40,27 +40,15 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj)
     }
 }
 
-/* assign_attrs_find for names longer than a tag holds: out of line, so that the scan for
- * short names (most) is a loop over tags that needs no registers saved. */
-__attribute__((noinline)) static const struct assign_attr *
-find_long(const struct assign_attrs *a, const char *name, size_t len, uint64_t tag)
+const struct assign_attr *assign_attrs_find_long(const struct assign_attrs *a, const char *name,
+                                                 size_t len, uint64_t tag)
 {
     for (size_t i = 0; i < a->n; i++) {
         const struct assign_attr *it = &a->items[i];
-        if (a->tags[i] == tag && it->len == len && js_bytes_cmp(it->name + 7, name + 7, len - 7) == 0)
+        if (a->tags[i] == tag && it->len == len &&
+            js_bytes_cmp(it->name + 7, name + 7, len - 7) == 0)
             return it;
     }
-    return NULL;
-}
-
-const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const char *name,
-                                            size_t len, uint64_t tag)
-{
-    if (len > 7)
-        return find_long(a, name, len, tag);
-    for (size_t i = 0; i < a->n; i++)
-        if (a->tags[i] == tag) /* equal tags: equal names of up to 7 bytes */
-            return &a->items[i];
     return NULL;
 }
 
@@ -100,15 +88,11 @@ const char *assign_attr_text(const json_t *v, char *buf, size_t *len)
     }
 }
 
-/* assign_attr_text of an indexed attribute, which may have been read without jansson. */
-const char *assign_attr_item_text(const struct assign_attr *it, char *buf, size_t *len)
+const char *assign_attr_item_text_other(const struct assign_attr *it, char *buf, size_t *len)
 {
-    if (it->value != NULL && it->type != JSON_STRING)
+    if (it->value != NULL)
         return assign_attr_text(it->value, buf, len);
     switch (it->type) {
-    case JSON_STRING:
-        *len = it->str_len;
-        return it->str_len > 0 ? it->str : NULL;
     case JSON_INTEGER: /* read without jansson: a double, as JavaScript reads it */
     case JSON_REAL:
         if (it->num == 0 || isnan(it->num))
@@ -122,4 +106,3 @@ const char *assign_attr_item_text(const struct assign_attr *it, char *buf, size_
         return NULL;
     }
 }
-

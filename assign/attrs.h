@@ -49,9 +49,25 @@ void assign_attrs_index(struct assign_attrs *a, const json_t *obj);
 const json_t *assign_attrs_get(const struct assign_attrs *a, const char *name, size_t len,
                                uint64_t tag);
 
-/* The item of the attribute name[0..len) of a (which must be indexed), or NULL. */
-const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const char *name,
-                                            size_t len, uint64_t tag);
+/* assign_attrs_find for names longer than a tag holds (out of line: most names are short). */
+const struct assign_attr *assign_attrs_find_long(const struct assign_attrs *a, const char *name,
+                                                 size_t len, uint64_t tag);
+
+/*
+ * The item of the attribute name[0..len) of a (which must be indexed), or NULL. Inline: every
+ * evaluation looks attributes up, and for short names it is a loop over tags.
+ */
+static inline const struct assign_attr *assign_attrs_find(const struct assign_attrs *a,
+                                                          const char *name, size_t len,
+                                                          uint64_t tag)
+{
+    if (len > 7)
+        return assign_attrs_find_long(a, name, len, tag);
+    for (size_t i = 0; i < a->n; i++)
+        if (a->tags[i] == tag) /* equal tags: equal names of up to 7 bytes */
+            return &a->items[i];
+    return NULL;
+}
 
 #define ASSIGN_ATTR_TEXT_MAX 32 /* bytes of buf that the two functions below may fill */
 
@@ -62,7 +78,20 @@ const struct assign_attr *assign_attrs_find(const struct assign_attrs *a, const 
  */
 const char *assign_attr_text(const json_t *v, char *buf, size_t *len);
 
-/* assign_attr_text of an indexed item, which may have been read without jansson. */
-const char *assign_attr_item_text(const struct assign_attr *it, char *buf, size_t *len);
+/* assign_attr_item_text for items that are not strings. */
+const char *assign_attr_item_text_other(const struct assign_attr *it, char *buf, size_t *len);
+
+/*
+ * assign_attr_text of an indexed item, which may have been read without jansson. Inline for
+ * strings, what units are hashed by.
+ */
+static inline const char *assign_attr_item_text(const struct assign_attr *it, char *buf,
+                                                size_t *len)
+{
+    if (it->type != JSON_STRING)
+        return assign_attr_item_text_other(it, buf, len);
+    *len = it->str_len;
+    return it->str_len > 0 ? it->str : NULL;
+}
 
 #endif

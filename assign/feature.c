@@ -2,8 +2,10 @@
  * GrowthBook features: a FeatureMap compiled once (assign_features_compile, when a snapshot is
  * compiled, or per case by the conformance suite) and evaluated per request (evalFeature of the
  * spec): prerequisites with cycle detection, filters, conditions, forced values with rollouts,
- * and experiment rules run as compiled experiments. What /api/eval/{clientKey} answers; the
- * /v1/assign hot path does not come here.
+ * and experiment rules run as compiled experiments. An evaluation's outcome borrows its value
+ * from the compiled map; it becomes a FeatureResult object (assign_features_eval), or the answer
+ * of /api/eval/{clientKey} (assign_features_write_remote), written from texts dumped once at
+ * compile time. The /v1/assign hot path does not come here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +36,16 @@ struct rule {
     int hash_version;              /* default 1 */
     json_t *exp;                   /* an experiment rule's Experiment object, owned, or NULL */
     struct assign_experiment *compiled; /* NULL when exp does not compile (the rule is skipped) */
+    /* what /api/eval writes of the rule, as compact JSON: */
+    char *force_text;              /* the force value */
+    char *exp_text;                /* exp */
+    char **variation_text;         /* [compiled->nvariations]: the variations' values */
 };
 
 struct feature {
     const char *key;            /* in the FeatureMap */
     const json_t *default_value; /* NULL: none */
+    char *default_text;         /* default_value as compact JSON ("null" for none) */
     struct rule *rules;
     size_t nrules;
 };
@@ -154,6 +161,26 @@ static void compile_rule(const json_t *rule, const char *feature_key, const json
     json_decref(def);
 }
 
+/* v as compact JSON (malloc'd); "null" for NULL. */
+static char *dump(const json_t *v)
+{
+    return json_dumps(v != NULL ? v : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* The texts /api/eval writes of r. */
+static void dump_rule(struct rule *r)
+{
+    if (r->force != NULL)
+        r->force_text = dump(r->force);
+    if (r->compiled == NULL)
+        return;
+    r->exp_text = dump(r->exp);
+    size_t n = r->compiled->nvariations;
+    r->variation_text = ab_mem_calloc(n > 0 ? n : 1, sizeof(char *));
+    for (size_t v = 0; v < n; v++)
+        r->variation_text[v] = dump(json_array_get(r->compiled->variations, v));
+}
+
 static int cmp_feature(const void *a, const void *b)
 {
     return strcmp((*(struct feature *const *)a)->key, (*(struct feature *const *)b)->key);
@@ -176,8 +203,11 @@ struct assign_features *assign_features_compile(const json_t *map, const json_t 
         const json_t *rules = json_object_get(def, "rules");
         f->nrules = json_array_size(rules);
         f->rules = ab_mem_calloc(f->nrules > 0 ? f->nrules : 1, sizeof(*f->rules));
-        for (size_t i = 0; i < f->nrules; i++)
+        f->default_text = dump(f->default_value);
+        for (size_t i = 0; i < f->nrules; i++) {
             compile_rule(json_array_get(rules, i), key, saved_groups, &f->rules[i]);
+            dump_rule(&f->rules[i]);
+        }
         fs->by_key[fs->n++] = f;
     }
     qsort(fs->by_key, fs->n, sizeof(*fs->by_key), cmp_feature);
@@ -200,10 +230,16 @@ void assign_features_free(struct assign_features *fs)
             assign_filters_free(r->filters, r->nfilters);
             assign_cond_free(r->condition);
             free(r->seed);
+            free(r->force_text);
+            free(r->exp_text);
+            for (size_t v = 0; r->variation_text != NULL && v < r->compiled->nvariations; v++)
+                free(r->variation_text[v]);
+            free(r->variation_text);
             json_decref(r->exp);
             assign_experiment_free(r->compiled);
         }
         free(f->rules);
+        free(f->default_text);
     }
     free(fs->items);
     free(fs->by_key);
@@ -211,19 +247,37 @@ void assign_features_free(struct assign_features *fs)
     free(fs);
 }
 
-size_t assign_features_count(const struct assign_features *fs)
-{
-    return fs->n;
-}
-
-const char *assign_features_key(const struct assign_features *fs, size_t i)
-{
-    return fs->items[i].key;
-}
-
 /* ---------------------------------------------------------------- evaluating */
 
-static json_t *eval_feature(struct eval_state *st, const char *key);
+enum source { SRC_UNKNOWN, SRC_CYCLIC, SRC_PREREQUISITE, SRC_DEFAULT, SRC_FORCE, SRC_EXPERIMENT };
+
+static const char *const SOURCE_NAMES[] = {"unknownFeature", "cyclicPrerequisite", "prerequisite",
+                                           "defaultValue",   "force",              "experiment"};
+
+/* How a feature evaluated: everything it points to is the compiled map's. */
+struct outcome {
+    enum source src;
+    const struct feature *f; /* SRC_DEFAULT, SRC_FORCE, SRC_EXPERIMENT */
+    const struct rule *r;    /* SRC_FORCE, SRC_EXPERIMENT */
+    struct assign_result res; /* SRC_EXPERIMENT */
+};
+
+/* The outcome's value, borrowed; NULL for none (null). */
+static const json_t *outcome_value(const struct outcome *o)
+{
+    switch (o->src) {
+    case SRC_DEFAULT:
+        return o->f->default_value;
+    case SRC_FORCE:
+        return o->r->force;
+    case SRC_EXPERIMENT:
+        return json_array_get(o->r->compiled->variations, (size_t)o->res.variation);
+    default:
+        return NULL;
+    }
+}
+
+static void eval_feature(struct eval_state *st, const char *key, struct outcome *out);
 
 static int truthy(const json_t *v)
 {
@@ -241,16 +295,132 @@ static int truthy(const json_t *v)
     }
 }
 
-static json_t *feature_result(const json_t *value, const char *source, const char *rule_id)
+static int parent_cb(void *data, const char *id, json_t **value)
 {
-    json_t *r = json_object();
-    json_object_set_new(r, "value", value != NULL ? json_deep_copy(value) : json_null());
-    json_object_set_new(r, "on", json_boolean(value != NULL && truthy(value)));
-    json_object_set_new(r, "off", json_boolean(!(value != NULL && truthy(value))));
-    json_object_set_new(r, "source", json_string(source));
-    json_object_set_new(r, "ruleId", json_string(rule_id != NULL ? rule_id : ""));
-    return r;
+    struct eval_state *st = data;
+    struct outcome o;
+    eval_feature(st, id, &o);
+    const json_t *v = outcome_value(&o);
+    *value = v != NULL ? json_incref((json_t *)v) : json_null();
+    return o.src == SRC_CYCLIC ? -1 : 0;
 }
+
+/* The spec's isIncludedInRollout of a force rule. */
+static int in_rollout(const struct assign_context *ctx, const struct rule *r)
+{
+    if (r->rollout == ROLLOUT_ALL || r->rollout == ROLLOUT_NONE)
+        return r->rollout == ROLLOUT_ALL;
+    char buf[ASSIGN_ATTR_TEXT_MAX];
+    size_t len;
+    const char *text =
+        assign_attr_text(json_object_get(ctx->attributes, r->hash_attribute), buf, &len);
+    if (text == NULL)
+        return 0;
+    double n = assign_hash(r->seed, strlen(r->seed), text, len, r->hash_version);
+    if (n < 0)
+        return 0; /* unknown hash version: the spec's null, never included */
+    return r->rollout == ROLLOUT_RANGE ? assign_in_range(n, &r->range) : n <= r->coverage;
+}
+
+/* 1: rule applies; 0: skip the rule; -1: out holds the feature's final outcome. */
+static int check_parents(struct eval_state *st, const struct rule *r, struct outcome *out)
+{
+    for (size_t i = 0; i < r->nparents; i++) {
+        const struct assign_parent *p = &r->parents[i];
+        struct outcome parent;
+        eval_feature(st, p->id, &parent);
+        if (parent.src == SRC_CYCLIC) {
+            out->src = SRC_CYCLIC;
+            return -1;
+        }
+        const json_t *v = outcome_value(&parent);
+        json_t *obj = json_pack("{s:O}", "value", v != NULL ? v : json_null());
+        int ok = p->cond != NULL && assign_cond_eval(p->cond, obj);
+        json_decref(obj);
+        if (!ok) {
+            if (p->gate) {
+                out->src = SRC_PREREQUISITE;
+                return -1;
+            }
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Runs an experiment rule: 1 when the unit is in it (out holds the outcome), 0 to go on. */
+static int run_rule(struct eval_state *st, const struct rule *r, struct outcome *out)
+{
+    const struct assign_experiment *e = r->compiled;
+    struct assign_context c = *st->ctx;
+    c.parent_cb = parent_cb;
+    c.parent_data = st;
+    assign_run(e, &c, &out->res);
+    int v = out->res.variation;
+    if (!out->res.in_experiment || ((size_t)v < e->nmeta && e->meta[v].passthrough))
+        return 0;
+    out->src = SRC_EXPERIMENT;
+    out->r = r;
+    return 1;
+}
+
+static void eval_rules(struct eval_state *st, const struct feature *f, struct outcome *out)
+{
+    const struct assign_context *ctx = st->ctx;
+    out->f = f;
+    for (size_t i = 0; i < f->nrules; i++) {
+        const struct rule *r = &f->rules[i];
+        int p = check_parents(st, r, out);
+        if (p < 0)
+            return;
+        if (p == 0)
+            continue;
+        if (r->has_filters &&
+            (!r->filters_ok || assign_filters_exclude(r->filters, r->nfilters, ctx)))
+            continue;
+        if (r->has_condition &&
+            (r->condition == NULL || !assign_cond_eval(r->condition, ctx->attributes)))
+            continue;
+        if (r->force != NULL) {
+            if (!in_rollout(ctx, r))
+                continue;
+            out->src = SRC_FORCE;
+            out->r = r;
+            return;
+        }
+        if (r->compiled != NULL && run_rule(st, r, out))
+            return;
+    }
+    out->src = SRC_DEFAULT;
+}
+
+static int cmp_key(const void *key, const void *elem)
+{
+    return strcmp(key, (*(struct feature *const *)elem)->key);
+}
+
+static void eval_feature(struct eval_state *st, const char *key, struct outcome *out)
+{
+    out->f = NULL;
+    out->r = NULL;
+    struct feature *const *found =
+        key != NULL ? bsearch(key, st->fs->by_key, st->fs->n, sizeof(*st->fs->by_key), cmp_key)
+                    : NULL;
+    out->src = SRC_UNKNOWN;
+    if (found == NULL)
+        return;
+    out->src = SRC_CYCLIC;
+    for (size_t i = 0; i < st->depth; i++)
+        if (strcmp(st->stack[i], key) == 0)
+            return;
+    if (st->depth == MAX_DEPTH)
+        return;
+    st->stack[st->depth++] = (*found)->key;
+    eval_rules(st, *found, out);
+    st->depth--;
+}
+
+/* ---------------------------------------------------------------- outcomes as JSON */
 
 json_t *assign_result_json(const struct assign_experiment *e, const struct assign_result *res,
                            const char *feature_id)
@@ -289,148 +459,171 @@ json_t *assign_result_json(const struct assign_experiment *e, const struct assig
     return r;
 }
 
-static int parent_cb(void *data, const char *id, json_t **value)
+/* The Experiment object an outcome from an experiment rule reports (a new reference): the rule's,
+ * or for a contextual bandit a copy with the weights the bandit chose. */
+static json_t *outcome_experiment(const struct outcome *o)
 {
-    struct eval_state *st = data;
-    json_t *r = eval_feature(st, id);
-    int cyclic = strcmp(json_string_value(json_object_get(r, "source")), "cyclicPrerequisite") == 0;
-    *value = json_incref(json_object_get(r, "value"));
-    json_decref(r);
-    return cyclic ? -1 : 0;
-}
-
-/* The spec's isIncludedInRollout of a force rule. */
-static int in_rollout(const struct assign_context *ctx, const struct rule *r)
-{
-    if (r->rollout == ROLLOUT_ALL || r->rollout == ROLLOUT_NONE)
-        return r->rollout == ROLLOUT_ALL;
-    char buf[ASSIGN_ATTR_TEXT_MAX];
-    size_t len;
-    const char *text =
-        assign_attr_text(json_object_get(ctx->attributes, r->hash_attribute), buf, &len);
-    if (text == NULL)
-        return 0;
-    double n = assign_hash(r->seed, strlen(r->seed), text, len, r->hash_version);
-    if (n < 0)
-        return 0; /* unknown hash version: the spec's null, never included */
-    return r->rollout == ROLLOUT_RANGE ? assign_in_range(n, &r->range) : n <= r->coverage;
-}
-
-/* 1: rule applies; 0: skip the rule; -1: *gate_result holds the feature's final result. */
-static int check_parents(struct eval_state *st, const struct rule *r, json_t **gate_result)
-{
-    for (size_t i = 0; i < r->nparents; i++) {
-        const struct assign_parent *p = &r->parents[i];
-        json_t *parent = eval_feature(st, p->id);
-        if (strcmp(json_string_value(json_object_get(parent, "source")), "cyclicPrerequisite") ==
-            0) {
-            json_decref(parent);
-            *gate_result = feature_result(NULL, "cyclicPrerequisite", NULL);
-            return -1;
-        }
-        json_t *obj = json_pack("{s:O}", "value", json_object_get(parent, "value"));
-        int ok = p->cond != NULL && assign_cond_eval(p->cond, obj);
-        json_decref(obj);
-        json_decref(parent);
-        if (!ok) {
-            if (p->gate) {
-                *gate_result = feature_result(NULL, "prerequisite", NULL);
-                return -1;
-            }
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Runs an experiment rule; returns the feature result, or NULL to go on to the next rule. */
-static json_t *run_rule(struct eval_state *st, const struct rule *r, const char *key)
-{
-    const struct assign_experiment *e = r->compiled;
-    struct assign_context c = *st->ctx;
-    c.parent_cb = parent_cb;
-    c.parent_data = st;
-    struct assign_result res;
-    assign_run(e, &c, &res);
-    int passthrough = (size_t)res.variation < e->nmeta && e->meta[res.variation].passthrough;
-    if (!res.in_experiment || passthrough)
-        return NULL;
-    json_t *exp = json_incref(r->exp);
-    if (res.bandit) { /* the weights the bandit chose: this unit's copy of the experiment */
-        json_decref(exp);
-        exp = json_copy(r->exp);
-        json_t *w = json_array();
-        for (size_t i = 0; i < res.nbandit_weights; i++)
-            json_array_append_new(w, json_real(res.bandit_weights[i]));
-        json_object_set(exp, "weights", w);
-        json_object_set_new(exp, "contextualBandit",
-                            json_pack("{s:I, s:o, s:I}", "leafId", res.leaf_id, "variationWeights",
-                                      w, "banditVersion", res.bandit_version));
-    }
-    json_t *out =
-        feature_result(json_array_get(e->variations, (size_t)res.variation), "experiment", r->id);
-    json_object_set_new(out, "experiment", exp);
-    json_object_set_new(out, "experimentResult", assign_result_json(e, &res, key));
-    return out;
-}
-
-static json_t *eval_rules(struct eval_state *st, const struct feature *f)
-{
-    const struct assign_context *ctx = st->ctx;
-    for (size_t i = 0; i < f->nrules; i++) {
-        const struct rule *r = &f->rules[i];
-        json_t *gate = NULL;
-        int p = check_parents(st, r, &gate);
-        if (p < 0)
-            return gate;
-        if (p == 0)
-            continue;
-        if (r->has_filters &&
-            (!r->filters_ok || assign_filters_exclude(r->filters, r->nfilters, ctx)))
-            continue;
-        if (r->has_condition &&
-            (r->condition == NULL || !assign_cond_eval(r->condition, ctx->attributes)))
-            continue;
-        if (r->force != NULL) {
-            if (!in_rollout(ctx, r))
-                continue;
-            return feature_result(r->force, "force", r->id);
-        }
-        if (r->compiled == NULL)
-            continue;
-        json_t *out = run_rule(st, r, f->key);
-        if (out != NULL)
-            return out;
-    }
-    return feature_result(f->default_value, "defaultValue", NULL);
-}
-
-static int cmp_key(const void *key, const void *elem)
-{
-    return strcmp(key, (*(struct feature *const *)elem)->key);
-}
-
-static json_t *eval_feature(struct eval_state *st, const char *key)
-{
-    struct feature *const *found =
-        key != NULL ? bsearch(key, st->fs->by_key, st->fs->n, sizeof(*st->fs->by_key), cmp_key)
-                    : NULL;
-    if (found == NULL)
-        return feature_result(NULL, "unknownFeature", NULL);
-    for (size_t i = 0; i < st->depth; i++)
-        if (strcmp(st->stack[i], key) == 0)
-            return feature_result(NULL, "cyclicPrerequisite", NULL);
-    if (st->depth == MAX_DEPTH)
-        return feature_result(NULL, "cyclicPrerequisite", NULL);
-    st->stack[st->depth++] = (*found)->key;
-    json_t *r = eval_rules(st, *found);
-    st->depth--;
-    return r;
+    if (!o->res.bandit)
+        return json_incref(o->r->exp);
+    json_t *exp = json_copy(o->r->exp);
+    json_t *w = json_array();
+    for (size_t i = 0; i < o->res.nbandit_weights; i++)
+        json_array_append_new(w, json_real(o->res.bandit_weights[i]));
+    json_object_set(exp, "weights", w);
+    json_object_set_new(exp, "contextualBandit",
+                        json_pack("{s:I, s:o, s:I}", "leafId", o->res.leaf_id, "variationWeights",
+                                  w, "banditVersion", o->res.bandit_version));
+    return exp;
 }
 
 json_t *assign_features_eval(const struct assign_features *fs, const char *key,
                              const struct assign_context *ctx)
 {
     struct eval_state st = {.fs = fs, .ctx = ctx};
-    return eval_feature(&st, key);
+    struct outcome o;
+    eval_feature(&st, key, &o);
+    const json_t *value = outcome_value(&o);
+    int on = value != NULL && truthy(value);
+    json_t *r = json_object();
+    json_object_set_new(r, "value", value != NULL ? json_deep_copy(value) : json_null());
+    json_object_set_new(r, "on", json_boolean(on));
+    json_object_set_new(r, "off", json_boolean(!on));
+    json_object_set_new(r, "source", json_string(SOURCE_NAMES[o.src]));
+    json_object_set_new(r, "ruleId", json_string(o.r != NULL ? o.r->id : ""));
+    if (o.src == SRC_EXPERIMENT) {
+        json_object_set_new(r, "experiment", outcome_experiment(&o));
+        json_object_set_new(r, "experimentResult",
+                            assign_result_json(o.r->compiled, &o.res, o.f->key));
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- the /api/eval answer */
+
+#define RAW(w, lit) ab_jsonw_raw(w, lit, sizeof(lit) - 1)
+
+static void put_text(struct ab_jsonw *w, const char *text)
+{
+    ab_jsonw_raw(w, text, strlen(text));
+}
+
+/* A JSON value of the request (a hashed attribute value), as compact JSON. */
+static void put_json(struct ab_jsonw *w, const json_t *v)
+{
+    if (json_is_string(v)) {
+        ab_jsonw_str(w, json_string_value(v), json_string_length(v));
+        return;
+    }
+    char *text = dump(v);
+    put_text(w, text);
+    free(text);
+}
+
+/* assign_result_json's object, written. */
+static void write_result(struct ab_jsonw *w, const struct outcome *o)
+{
+    const struct assign_experiment *e = o->r->compiled;
+    const struct assign_result *res = &o->res;
+    const struct assign_meta *meta =
+        (size_t)res->variation < e->nmeta ? &e->meta[res->variation] : NULL;
+    RAW(w, "{\"key\":");
+    if (meta != NULL && meta->key != NULL) {
+        ab_jsonw_str(w, meta->key, strlen(meta->key));
+    } else {
+        RAW(w, "\"");
+        ab_jsonw_int(w, res->variation);
+        RAW(w, "\"");
+    }
+    RAW(w, ",\"featureId\":");
+    ab_jsonw_str(w, o->f->key, strlen(o->f->key));
+    RAW(w, ",\"inExperiment\":");
+    ab_jsonw_bool(w, res->in_experiment);
+    RAW(w, ",\"hashUsed\":");
+    ab_jsonw_bool(w, res->hash_used);
+    RAW(w, ",\"variationId\":");
+    ab_jsonw_int(w, res->variation);
+    RAW(w, ",\"value\":");
+    put_text(w, o->r->variation_text[res->variation]);
+    RAW(w, ",\"hashAttribute\":");
+    ab_jsonw_str(w, res->hash_attribute, strlen(res->hash_attribute));
+    RAW(w, ",\"hashValue\":");
+    if (res->hash_value != NULL)
+        put_json(w, res->hash_value);
+    else
+        RAW(w, "\"\"");
+    RAW(w, ",\"stickyBucketUsed\":false");
+    if (meta != NULL && meta->name != NULL) {
+        RAW(w, ",\"name\":");
+        ab_jsonw_str(w, meta->name, strlen(meta->name));
+    }
+    if (meta != NULL && meta->passthrough)
+        RAW(w, ",\"passthrough\":true");
+    if (res->hash_used) {
+        RAW(w, ",\"bucket\":");
+        ab_jsonw_double(w, res->bucket);
+    }
+    if (res->bandit) {
+        RAW(w, ",\"leafId\":");
+        ab_jsonw_int(w, res->leaf_id);
+        RAW(w, ",\"variationWeights\":[");
+        for (size_t i = 0; i < res->nbandit_weights; i++) {
+            if (i > 0)
+                RAW(w, ",");
+            ab_jsonw_double(w, res->bandit_weights[i]);
+        }
+        RAW(w, "],\"banditVersion\":");
+        ab_jsonw_int(w, res->bandit_version);
+    }
+    RAW(w, "}");
+}
+
+/*
+ * The outcome as the FeatureDefinition an SDK evaluates to the same: its value as the default,
+ * and for an experiment a force rule that tracks the experiment and its result.
+ */
+static void write_definition(struct ab_jsonw *w, const struct outcome *o)
+{
+    const char *value = o->src == SRC_DEFAULT      ? o->f->default_text
+                        : o->src == SRC_FORCE      ? o->r->force_text
+                        : o->src == SRC_EXPERIMENT ? o->r->variation_text[o->res.variation]
+                                                   : "null";
+    RAW(w, "{\"defaultValue\":");
+    put_text(w, value);
+    RAW(w, ",\"rules\":[");
+    if (o->src == SRC_EXPERIMENT) {
+        RAW(w, "{\"force\":");
+        put_text(w, value);
+        RAW(w, ",\"tracks\":[{\"experiment\":");
+        if (o->res.bandit) {
+            json_t *exp = outcome_experiment(o);
+            put_json(w, exp);
+            json_decref(exp);
+        } else {
+            put_text(w, o->r->exp_text);
+        }
+        RAW(w, ",\"result\":");
+        write_result(w, o);
+        RAW(w, "}]}");
+    }
+    RAW(w, "]}");
+}
+
+void assign_features_write_remote(struct ab_jsonw *w, const struct assign_features *fs,
+                                  const struct assign_context *ctx, int64_t version)
+{
+    RAW(w, "{\"features\":{");
+    for (size_t i = 0; i < fs->n; i++) {
+        const struct feature *f = &fs->items[i];
+        struct eval_state st = {.fs = fs, .ctx = ctx};
+        struct outcome o;
+        eval_feature(&st, f->key, &o);
+        if (i > 0)
+            RAW(w, ",");
+        ab_jsonw_str(w, f->key, strlen(f->key));
+        RAW(w, ":");
+        write_definition(w, &o);
+    }
+    RAW(w, "},\"experiments\":[],\"snapshotVersion\":");
+    ab_jsonw_int(w, version);
+    RAW(w, "}");
 }

@@ -300,13 +300,35 @@ void ab_http_send_kept(struct ab_http_req *req, int status, const char *content_
     respond(req, status, content_type, body, len, 0);
 }
 
+/* The text of a JSON document being written into the request's memory, doubling as it grows. */
+struct pool_text {
+    h2o_mem_pool_t *pool;
+    char *p;
+    size_t len, cap;
+};
+
+static int pool_text_cb(const char *s, size_t n, void *data)
+{
+    struct pool_text *t = data;
+    if (n > t->cap - t->len) {
+        size_t cap = t->cap * 2 > t->len + n ? t->cap * 2 : t->len + n;
+        char *p = h2o_mem_alloc_pool(t->pool, cap);
+        memcpy(p, t->p, t->len);
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    return 0;
+}
+
 void ab_http_send_json(struct ab_http_req *req, int status, json_t *doc)
 {
-    size_t len = json_dumpb(doc, NULL, 0, JSON_COMPACT);
-    char *buf = h2o_mem_alloc_pool(&req->h2o->pool, len + 1);
-    json_dumpb(doc, buf, len, JSON_COMPACT);
+    struct pool_text t = {&req->h2o->pool, NULL, 0, 1024};
+    t.p = h2o_mem_alloc_pool(t.pool, t.cap);
+    json_dump_callback(doc, pool_text_cb, &t, JSON_COMPACT); /* once, into the request's memory */
     json_decref(doc);
-    ab_http_send(req, status, "application/json", buf, len);
+    ab_http_send_kept(req, status, "application/json", t.p, t.len);
 }
 
 void ab_http_send_errinfo(struct ab_http_req *req, enum ab_err rc, const struct ab_errinfo *ei)

@@ -3,6 +3,7 @@
  * RFC 3629 section 4 (Unicode table 3-7): the second byte's range depends on the first, which
  * rules out overlong forms, surrogates and code points above U+10FFFF without decoding.
  */
+#include <string.h>
 #include "abacus/utf8.h"
 
 size_t ab_utf8_seq(const char *str, size_t len)
@@ -54,6 +55,11 @@ int ab_utf8_valid(const char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
+        uint64_t word;
+        if (len - i >= 8 && (memcpy(&word, s + i, 8), (word & 0x8080808080808080ull) == 0)) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
         if ((unsigned char)s[i] < 0x80) {
             i++;
             continue;
