@@ -190,7 +190,7 @@ static const struct assign_entry **listed_entries(struct ab_http_req *req,
                                                   const struct assign_key *keys,
                                                   const json_t *arr, size_t n)
 {
-    const struct assign_entry **out = ab_http_alloc(req, (n > 0 ? n : 1) * sizeof(*out));
+    const struct assign_entry **out = ab_http_alloc(req, (n > 0 ? n : 1) * sizeof(const struct assign_entry *));
     for (size_t i = 0; i < n; i++) {
         struct assign_key k =
             keys != NULL ? keys[i]

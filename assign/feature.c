@@ -192,7 +192,7 @@ struct assign_features *assign_features_compile(const json_t *map, const json_t 
     fs->map = json_incref((json_t *)map);
     size_t n = json_is_object(map) ? json_object_size(map) : 0;
     fs->items = ab_mem_calloc(n > 0 ? n : 1, sizeof(*fs->items));
-    fs->by_key = ab_mem_calloc(n > 0 ? n : 1, sizeof(*fs->by_key));
+    fs->by_key = ab_mem_calloc(n > 0 ? n : 1, sizeof(struct feature *));
     const char *key;
     const json_t *def;
     json_object_foreach((json_t *)map, key, def)
@@ -210,7 +210,7 @@ struct assign_features *assign_features_compile(const json_t *map, const json_t 
         }
         fs->by_key[fs->n++] = f;
     }
-    qsort(fs->by_key, fs->n, sizeof(*fs->by_key), cmp_feature);
+    qsort(fs->by_key, fs->n, sizeof(struct feature *), cmp_feature);
     return fs;
 }
 
@@ -404,7 +404,7 @@ static void eval_feature(struct eval_state *st, const char *key, struct outcome 
     out->f = NULL;
     out->r = NULL;
     struct feature *const *found =
-        key != NULL ? bsearch(key, st->fs->by_key, st->fs->n, sizeof(*st->fs->by_key), cmp_key)
+        key != NULL ? bsearch(key, st->fs->by_key, st->fs->n, sizeof(struct feature *), cmp_key)
                     : NULL;
     out->src = SRC_UNKNOWN;
     if (found == NULL)

@@ -49,7 +49,7 @@ size_t js_number_format(double x, char out[JS_NUMBER_MAX])
         memcpy(out, s, strlen(s) + 1);
         return strlen(s);
     }
-    if (x == (double)(long long)x && fabs(x) < 9007199254740992.0) /* an exact integer */
+    if (fabs(x) < 9007199254740992.0 && x == (double)(long long)x) /* an exact integer */
         return (size_t)snprintf(out, JS_NUMBER_MAX, "%lld", (long long)x);
     if (x < 0) {
         out[o++] = '-';
