@@ -2,7 +2,8 @@
  * The pure parts of browser authentication (see web_int.h): login and user bodies, roles,
  * argon2id password hashes through libsodium, random tokens, reading the session cookie out of a
  * Cookie header, and the failed-login throttle. No SQLite and no sockets: the users and sessions
- * tables are store.c's, the HTTP glue (session routes, begin()) is api.c's.
+ * tables are user_store.c's, the HTTP glue (web_begin, the session routes) api.c's and
+ * user_api.c's.
  */
 #include <ctype.h>
 #include <sodium.h>

@@ -2,7 +2,8 @@
  * Validation of admin API bodies: a parsed JSON document in, a normalized document out (every
  * field present, defaults filled), or a field-level error. Pure: no SQLite, no sockets, no clock;
  * what needs the database (does the layer exist, do ranges overlap, is a key taken) is checked by
- * store.c. Fuzzed by tests/fuzz/fuzz_admin.c, unit-tested by tests/unit/test_web_validate.c.
+ * the store parts. Fuzzed by tests/fuzz/fuzz_admin.c, unit-tested by
+ * tests/unit/test_web_validate.c.
  */
 #include <math.h>
 #include <stdio.h>

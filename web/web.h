@@ -1,5 +1,5 @@
 /*
- * The web component's one public header: the control plane (DESIGN.md sections 5 and 8). It owns
+ * The web component's one public header: the control plane (docs/design.md, "Control plane"). It owns
  * the control database under DATA_DIR, answers the admin JSON API under /api/v1/ (experiments,
  * layers, metrics, API keys, audit log, snapshots; admin API keys as Bearer tokens), and publishes
  * immutable, versioned snapshot files that assign nodes fetch through GET /v1/snapshots/latest
@@ -57,7 +57,8 @@ struct web_config {
  * Creates the component: makes DATA_DIR and DATA_DIR/snapshots, migrates the control database,
  * and when no admin key exists creates one, prints it to cfg->announce and writes it to
  * DATA_DIR/admin.key (mode 0600); when no user exists creates admin@localhost with a random
- * password, printed to cfg->announce and written to DATA_DIR/admin.password (mode 0600). Errors: AB_ERR_IO, AB_ERR_STORAGE, AB_ERR_SCHEMA_TOO_NEW.
+ * password, printed to cfg->announce and written to DATA_DIR/admin.password (mode 0600).
+ * Errors: AB_ERR_IO, AB_ERR_STORAGE, AB_ERR_SCHEMA_TOO_NEW.
  */
 enum ab_err web_new(const struct web_config *cfg, struct web **out, struct ab_errinfo *ei);
 

@@ -1,8 +1,13 @@
 /*
- * Private types and functions of the web component (the control plane): the pure validation core
- * (validate.c: request bodies to normalized JSON, no SQLite, no sockets), the control-database
- * SQL (store.c, the one module that reads and writes the control tables), admin keys (keys.c),
- * the snapshot publisher (publish.c) and the HTTP glue (api.c).
+ * Private types and functions of the web component (the control plane). Pure cores without SQLite
+ * or sockets: validation (validate.c, request bodies to normalized JSON) and authentication
+ * (auth.c). Then one store part (the SQL, store.h) and one API part (the HTTP glue, api.h) per
+ * entity: experiments, metrics and layers, keys, users and sessions, the audit log, snapshots;
+ * the reports and the embedded UI have an API part only. web.c holds the component's lifecycle
+ * and the publisher thread; demo.c the demo data of `abacus up --demo`.
+ *
+ * Adding an entity: its validator here and in validate.c, <entity>_store.c, <entity>_api.c with
+ * a web_<entity>_mount, and that mount in api.c's list.
  */
 #ifndef ABACUS_WEB_INT_H
 #define ABACUS_WEB_INT_H
@@ -27,7 +32,7 @@
 /* --- validation (validate.c): pure, fuzzed by tests/fuzz/fuzz_admin.c --- */
 
 /*
- * Checks an experiment body (the shape of DESIGN.md section 8 without the server-owned version,
+ * Checks an experiment body (the shape of docs/admin-api.md without the server-owned version,
  * phase and status) and returns it normalized in *out (a new reference, the caller's): every
  * field present, defaults filled in (hash_attribute "id", hash_version 2, seed = key, coverage 1,
  * payloads {}, equal weights when none are given, metric role "goal"). Errors:
@@ -123,7 +128,7 @@ int64_t web_throttle_wait_s(struct web_throttle *t, const char *key, int limit, 
 void web_throttle_fail(struct web_throttle *t, const char *key, int64_t now);
 void web_throttle_clear(struct web_throttle *t, const char *key);
 
-/* --- the control database (store.c) --- */
+/* --- the control database: one store part per entity --- */
 
 struct web_actor {
     char name[64]; /* "key:adm_1a2b3c4d", "system" */
@@ -139,9 +144,9 @@ struct web_experiment_filter {
 };
 
 /*
- * Store calls run in one transaction each (BEGIN IMMEDIATE for writes) and write the audit log
- * in the same transaction as the change. They answer with the entity rendered as the API shows
- * it in *out (a new reference). now is ms since epoch.
+ * Store calls run in one transaction each (BEGIN IMMEDIATE for writes) and write the audit log in
+ * the same transaction as the change. They answer with the entity rendered as the API shows it in
+ * *out (a new reference). now is ms since epoch. Experiments: experiment_store.c.
  */
 enum ab_err web_store_experiment_get(struct ab_db *db, const char *key, json_t **out,
                                      struct ab_errinfo *ei);
@@ -164,6 +169,7 @@ enum ab_err web_store_experiment_transition(struct ab_db *db, const char *key, c
                                             const struct web_actor *who, int64_t now,
                                             json_t **out, struct ab_errinfo *ei);
 
+/* metric_store.c */
 enum ab_err web_store_metric_create(struct ab_db *db, const json_t *m, const struct web_actor *who,
                                     int64_t now, json_t **out, struct ab_errinfo *ei);
 enum ab_err web_store_metric_get(struct ab_db *db, const char *key, json_t **out,
@@ -176,7 +182,8 @@ enum ab_err web_store_layer_get(struct ab_db *db, const char *key, json_t **out,
                                 struct ab_errinfo *ei);
 enum ab_err web_store_layer_list(struct ab_db *db, json_t **out, struct ab_errinfo *ei);
 
-/* kind: "admin", "client", "ingest". The secret itself is never stored: key_hash is its SHA-256. */
+/* key_store.c. kind: "admin", "client", "ingest". The secret itself is never stored: key_hash is
+ * its SHA-256. */
 enum ab_err web_store_key_create(struct ab_db *db, const char *kind, const char *name,
                                  const char *prefix, const char *key_hash,
                                  const struct web_actor *who, int64_t now, json_t **out,
@@ -194,7 +201,7 @@ enum ab_err web_store_key_count(struct ab_db *db, const char *kind, int64_t *cou
 enum ab_err web_store_key_check(struct ab_db *db, const char *kind, const char *key_hash, int *ok,
                                 char prefix[16], struct ab_errinfo *ei);
 
-/* --- users and sessions --- */
+/* --- users and sessions (user_store.c) --- */
 
 /* Creates a user from a validated body (see web_validate_user) with password_hash. AB_ERR_CONFLICT
  * when the email exists. *out: the user as the API shows it (no hash). */
@@ -240,12 +247,12 @@ enum ab_err web_store_session_check(struct ab_db *db, const char *token_hash, in
 enum ab_err web_store_session_end(struct ab_db *db, int64_t id, int64_t now,
                                   struct ab_errinfo *ei);
 
-/* entity_type / entity_key may be NULL (any); before_id 0 = newest. */
+/* audit_store.c. entity_type / entity_key may be NULL (any); before_id 0 = newest. */
 enum ab_err web_store_audit_list(struct ab_db *db, const char *entity_type,
                                  const char *entity_key, int64_t before_id, int64_t limit,
                                  json_t **out, struct ab_errinfo *ei);
 
-/* --- snapshots (publish.c) --- */
+/* --- snapshots (snapshot_store.c) --- */
 
 struct web_snapshot_row {
     int64_t version;
@@ -326,20 +333,20 @@ struct web_static_file {
 extern const struct web_static_file web_static_files[];
 extern const size_t web_static_files_count;
 
-/* Registers GET / (index.html) and GET <path> of every static file (static.c). */
-enum ab_err web_static_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
-
 /*
- * api.c's authentication for other route files: the thread's connection when the request carries
- * an admin key or a session of at least role need; otherwise NULL, the request answered (401/403).
+ * The API parts: each registers its routes (and /metrics sections) on srv with w as their data.
+ * web_mount (api.c) runs them all.
  */
-struct ab_db *web_begin(struct ab_http_req *req, struct web *w, struct web_actor *who,
-                        enum web_role need);
-
+enum ab_err web_experiment_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+enum ab_err web_metric_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+enum ab_err web_key_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+enum ab_err web_user_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+enum ab_err web_audit_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+/* GET /api/v1/snapshots, POST /api/v1/snapshots, GET /v1/snapshots/latest and /{version}.db. */
+enum ab_err web_snapshot_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
 /* GET /api/v1/reports and /reports/{date}/{file}: the nightly reports under DATA_DIR/reports. */
-enum ab_err web_reports_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
-
-/* Registers the HTTP routes (api.c). */
-enum ab_err web_api_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+enum ab_err web_report_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
+/* GET / (index.html) and GET <path> of every static file. */
+enum ab_err web_static_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei);
 
 #endif

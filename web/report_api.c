@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "abacus/mem.h"
-#include "web_int.h"
+#include "api.h"
 
 #define REPORT_FILE_MAX ((off_t)256 << 20) /* largest report file served, bytes */
 
@@ -131,7 +131,7 @@ static void handle_file(struct ab_http_req *req, void *data)
     free(buf);
 }
 
-enum ab_err web_reports_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei)
+enum ab_err web_report_mount(struct web *w, struct ab_http_server *srv, struct ab_errinfo *ei)
 {
     enum ab_err rc = ab_http_route(srv, "GET", "/api/v1/reports", handle_list, w, 0, ei);
     if (rc == AB_OK)

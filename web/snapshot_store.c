@@ -1,9 +1,10 @@
 /*
- * The snapshot publisher (DESIGN.md section 5): a consistent copy of what assign nodes need, read
- * in one BEGIN IMMEDIATE transaction of the control database (so the version number and the
- * contents agree, also between processes sharing the data dir), written with lib/snapshot's
- * atomic writer to DATA_DIR/snapshots/<version>.db, hashed, and recorded in the snapshots table.
- * Files beyond the newest keep_snapshots are deleted; their rows stay as history.
+ * The snapshots' SQL and files (docs/design.md, "Snapshots and replication"): a consistent copy
+ * of what assign nodes and collectors need, read in one BEGIN IMMEDIATE transaction of the control
+ * database (so the version number and the contents agree, also between processes sharing the
+ * data dir), written with lib/snapshot's atomic writer to DATA_DIR/snapshots/<version>.db,
+ * hashed, and recorded in the snapshots table. Files beyond the newest keep_snapshots are
+ * deleted; their rows stay as history.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,13 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "abacus/mem.h"
-#include "web_int.h"
-
-static const char *col(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t != NULL ? (const char *)t : "";
-}
+#include "store.h"
 
 /* ---------------------------------------------------------------- the consistent copy */
 
@@ -49,18 +44,18 @@ static enum ab_err read_experiments(struct ab_db *db, struct ab_snapshot *s, str
         }
         struct ab_snapshot_experiment *e = &s->experiments[s->nexperiments++];
         memset(e, 0, sizeof(*e));
-        e->key = ab_mem_strdup(col(st, 0));
-        e->running = strcmp(col(st, 1), "running") == 0;
-        e->hash_attribute = ab_mem_strdup(col(st, 2));
+        e->key = ab_mem_strdup(web_col(st, 0));
+        e->running = strcmp(web_col(st, 1), "running") == 0;
+        e->hash_attribute = ab_mem_strdup(web_col(st, 2));
         if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-            e->fallback_attribute = ab_mem_strdup(col(st, 3));
+            e->fallback_attribute = ab_mem_strdup(web_col(st, 3));
         e->hash_version = sqlite3_column_int(st, 4);
-        e->seed = ab_mem_strdup(col(st, 5));
+        e->seed = ab_mem_strdup(web_col(st, 5));
         e->coverage = sqlite3_column_double(st, 6);
         if (sqlite3_column_type(st, 7) != SQLITE_NULL)
-            e->condition = json_loads(col(st, 7), 0, NULL);
+            e->condition = json_loads(web_col(st, 7), 0, NULL);
         if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
-            e->layer = ab_mem_strdup(col(st, 8));
+            e->layer = ab_mem_strdup(web_col(st, 8));
             e->layer_start = sqlite3_column_double(st, 9);
             e->layer_end = sqlite3_column_double(st, 10);
         }
@@ -85,15 +80,15 @@ static enum ab_err read_variants(struct ab_db *db, struct ab_snapshot *s, struct
     struct ab_snapshot_experiment *e = NULL;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (e == NULL || strcmp(e->key, col(st, 0)) != 0)
-            e = bsearch(col(st, 0), s->experiments, s->nexperiments, sizeof(*e), cmp_key);
+        if (e == NULL || strcmp(e->key, web_col(st, 0)) != 0)
+            e = bsearch(web_col(st, 0), s->experiments, s->nexperiments, sizeof(*e), cmp_key);
         if (e == NULL)
             continue; /* cannot happen inside one transaction */
         e->variants = ab_mem_realloc(e->variants, (e->nvariants + 1) * sizeof(*e->variants));
         struct ab_snapshot_variant *v = &e->variants[e->nvariants++];
-        v->key = ab_mem_strdup(col(st, 1));
+        v->key = ab_mem_strdup(web_col(st, 1));
         v->weight = sqlite3_column_double(st, 2);
-        v->payload = json_loads(col(st, 3), JSON_DECODE_ANY, NULL);
+        v->payload = json_loads(web_col(st, 3), JSON_DECODE_ANY, NULL);
     }
     sqlite3_reset(st);
     if (src != SQLITE_DONE)
@@ -106,13 +101,13 @@ static enum ab_err read_variants(struct ab_db *db, struct ab_snapshot *s, struct
         return rc;
     e = NULL;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (e == NULL || strcmp(e->key, col(st, 0)) != 0)
-            e = bsearch(col(st, 0), s->experiments, s->nexperiments, sizeof(*e), cmp_key);
+        if (e == NULL || strcmp(e->key, web_col(st, 0)) != 0)
+            e = bsearch(web_col(st, 0), s->experiments, s->nexperiments, sizeof(*e), cmp_key);
         if (e == NULL)
             continue;
         e->overrides = ab_mem_realloc(e->overrides, (e->noverrides + 1) * sizeof(*e->overrides));
-        e->overrides[e->noverrides].unit = ab_mem_strdup(col(st, 1));
-        e->overrides[e->noverrides++].variant = ab_mem_strdup(col(st, 2));
+        e->overrides[e->noverrides].unit = ab_mem_strdup(web_col(st, 1));
+        e->overrides[e->noverrides++].variant = ab_mem_strdup(web_col(st, 2));
     }
     sqlite3_reset(st);
     return src == SQLITE_DONE ? AB_OK : ab_db_fail(db, src, "cannot read overrides", ei);
@@ -129,11 +124,11 @@ static enum ab_err read_keys(struct ab_db *db, struct ab_snapshot *s, struct ab_
         return rc;
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        int client = strcmp(col(st, 0), "client") == 0;
+        int client = strcmp(web_col(st, 0), "client") == 0;
         char ***list = client ? &s->client_key_hashes : &s->ingest_key_hashes;
         size_t *n = client ? &s->nclient_keys : &s->ningest_keys;
         *list = ab_mem_realloc(*list, (*n + 1) * sizeof(**list));
-        (*list)[(*n)++] = ab_mem_strdup(col(st, 1));
+        (*list)[(*n)++] = ab_mem_strdup(web_col(st, 1));
     }
     sqlite3_reset(st);
     return src == SQLITE_DONE ? AB_OK : ab_db_fail(db, src, "cannot read keys", ei);
@@ -179,9 +174,9 @@ static enum ab_err record(struct ab_db *db, const struct publish_job *j, size_t 
         return rc;
     char vtext[24];
     snprintf(vtext, sizeof(vtext), "%lld", (long long)r->version);
-    json_t *after = json_pack("{s:I, s:s, s:I, s:I}", "version", (json_int_t)r->version,
-                              "sha256", r->sha256, "size", (json_int_t)r->size, "experiments",
-                              (json_int_t)nexp);
+    json_t *after =
+        json_pack("{s:I, s:s, s:I, s:I}", "version", (json_int_t)r->version, "sha256", r->sha256,
+                  "size", (json_int_t)r->size, "experiments", (json_int_t)nexp);
     char *aj = json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(after);
     sqlite3_bind_int64(st, 1, r->created_at);
@@ -231,14 +226,13 @@ Exit:
 static void prune(struct web *w, struct ab_db *db)
 {
     sqlite3_stmt *st;
-    if (ab_db_prepare(db,
-                      "SELECT path FROM snapshots ORDER BY version DESC LIMIT -1 OFFSET ?1",
+    if (ab_db_prepare(db, "SELECT path FROM snapshots ORDER BY version DESC LIMIT -1 OFFSET ?1",
                       &st, NULL) != AB_OK)
         return;
     sqlite3_bind_int(st, 1, w->cfg.keep_snapshots);
     while (sqlite3_step(st) == SQLITE_ROW) {
         char full[4096];
-        snprintf(full, sizeof(full), "%s/%s", w->data_dir, col(st, 0));
+        snprintf(full, sizeof(full), "%s/%s", w->data_dir, web_col(st, 0));
         if (unlink(full) == 0)
             AB_LOG_D(w->cfg.log, "snapshot_pruned", "path=%s", full);
     }
@@ -255,8 +249,7 @@ static void link_current(struct web *w, const struct web_snapshot_row *row)
     snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", cur, (long)getpid());
     unlink(tmp);
     if (link(full, tmp) != 0 || rename(tmp, cur) != 0) {
-        AB_LOG_W(w->cfg.log, "current_link_failed", "path=%s error=\"%s\"", cur,
-                 strerror(errno));
+        AB_LOG_W(w->cfg.log, "current_link_failed", "path=%s error=\"%s\"", cur, strerror(errno));
         unlink(tmp);
     }
 }
@@ -305,9 +298,9 @@ static enum ab_err read_row(struct ab_db *db, sqlite3_stmt *st, struct web_snaps
     *found = src == SQLITE_ROW;
     if (*found) {
         row->version = sqlite3_column_int64(st, 0);
-        snprintf(row->sha256, sizeof(row->sha256), "%s", col(st, 1));
+        snprintf(row->sha256, sizeof(row->sha256), "%s", web_col(st, 1));
         row->size = sqlite3_column_int64(st, 2);
-        snprintf(row->path, sizeof(row->path), "%s", col(st, 3));
+        snprintf(row->path, sizeof(row->path), "%s", web_col(st, 3));
         row->created_at = sqlite3_column_int64(st, 4);
     }
     sqlite3_reset(st);
@@ -341,8 +334,7 @@ enum ab_err web_snapshot_get(struct ab_db *db, int64_t version, struct web_snaps
     return read_row(db, st, row, found, ei);
 }
 
-enum ab_err web_snapshot_list(struct web *w, struct ab_db *db, json_t **out,
-                              struct ab_errinfo *ei)
+enum ab_err web_snapshot_list(struct web *w, struct ab_db *db, json_t **out, struct ab_errinfo *ei)
 {
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(db,
@@ -354,16 +346,16 @@ enum ab_err web_snapshot_list(struct web *w, struct ab_db *db, json_t **out,
     json_t *list = json_array();
     while (sqlite3_step(st) == SQLITE_ROW) {
         char full[4096], url[64];
-        snprintf(full, sizeof(full), "%s/%s", w->data_dir, col(st, 3));
+        snprintf(full, sizeof(full), "%s/%s", w->data_dir, web_col(st, 3));
         snprintf(url, sizeof(url), "/v1/snapshots/%lld.db", (long long)sqlite3_column_int64(st, 0));
         struct stat sb;
-        json_t *summary = json_loads(col(st, 6), 0, NULL);
+        json_t *summary = json_loads(web_col(st, 6), 0, NULL);
         json_array_append_new(
             list, json_pack("{s:I, s:s, s:I, s:s, s:I, s:s, s:b, s:o}", "version",
-                            (json_int_t)sqlite3_column_int64(st, 0), "sha256", col(st, 1), "size",
-                            (json_int_t)sqlite3_column_int64(st, 2), "url", url, "created_at",
-                            (json_int_t)sqlite3_column_int64(st, 4), "created_by", col(st, 5),
-                            "available", stat(full, &sb) == 0, "summary",
+                            (json_int_t)sqlite3_column_int64(st, 0), "sha256", web_col(st, 1),
+                            "size", (json_int_t)sqlite3_column_int64(st, 2), "url", url,
+                            "created_at", (json_int_t)sqlite3_column_int64(st, 4), "created_by",
+                            web_col(st, 5), "available", stat(full, &sb) == 0, "summary",
                             summary != NULL ? summary : json_object()));
     }
     sqlite3_reset(st);
