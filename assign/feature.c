@@ -156,6 +156,10 @@ static void compile_rule(const json_t *rule, const char *feature_key, const json
     const json_t *ref = json_object_get(rule, "contextualBanditRef");
     if (ref != NULL)
         json_object_set(def, "contextualBanditRef", (json_t *)ref);
+    /* eval_rules has decided these before it runs the experiment: compiled once, above */
+    json_object_del(def, "condition");
+    json_object_del(def, "filters");
+    json_object_del(def, "parentConditions");
     if (assign_experiment_compile(def, saved_groups, &r->compiled, NULL) != AB_OK)
         r->compiled = NULL;
     json_decref(def);
