@@ -1,6 +1,6 @@
 /*
- * Every SQL statement of the analysis (docs/design.md, "Analysis"): reading an experiment's definition
- * from the control database, the scans that aggregate its events into sufficient statistics per
+ * Every SQL statement of the analysis (docs/design.md, "Analysis"): reading an experiment's
+ * definition from the control database, the scans that aggregate its events into sufficient statistics per
  * (variant, metric, day), and the results table. The events database is only read: one scan of
  * the experiment's exposures and one of its metrics' events, each streamed into the per-unit join
  * of units.c (which says why the join is not SQL).

@@ -1,7 +1,7 @@
 /*
- * The per-unit join of the analysis (docs/design.md, "Analysis"), pure: no SQLite, no I/O. sql.c streams
- * two scans of the events table into it, the experiment's exposures first and then the metric
- * events, and it turns them into the sufficient statistics per (metric, variant, day).
+ * The per-unit join of the analysis (docs/design.md, "Analysis"), pure: no SQLite, no I/O. sql.c
+ * streams two scans of the events table into it, the experiment's exposures first and then the
+ * metric events, and it turns them into the sufficient statistics per (metric, variant, day).
  *
  * Why C and not a SQL join: in SQLite the join of every metric event to its unit's first exposure
  * is a B-tree probe per event, and each metric needed two more passes over the table; at 1 M

@@ -89,7 +89,8 @@ static int read_get_params(struct ab_http_req *req, const char **experiment, con
     }
     size_t ulen = strlen(*unit);
     if (ulen == 0 || ulen > ASSIGN_UNIT_MAX) {
-        ab_http_send_error(req, AB_ERR_INVALID_FIELD, "unit", "must be 1 to %d bytes", ASSIGN_UNIT_MAX);
+        ab_http_send_error(req, AB_ERR_INVALID_FIELD, "unit", "must be 1 to %d bytes",
+                           ASSIGN_UNIT_MAX);
         return -1;
     }
     json_object_set_new(attrs, "id", json_string(*unit));
@@ -129,7 +130,8 @@ static void handle_get_assign(struct ab_http_req *req, void *data)
 static int check_post(struct ab_http_req *req, json_t *doc, const char **unit, json_t **attrs)
 {
     const json_t *u = json_object_get(doc, "unit");
-    if (!json_is_string(u) || json_string_length(u) == 0 || json_string_length(u) > ASSIGN_UNIT_MAX) {
+    size_t ulen = json_string_length(u);
+    if (!json_is_string(u) || ulen == 0 || ulen > ASSIGN_UNIT_MAX) {
         ab_http_send_error(req, AB_ERR_INVALID_FIELD, "unit", "must be a string of 1 to %d bytes",
                            ASSIGN_UNIT_MAX);
         return -1;
@@ -190,7 +192,8 @@ static const struct assign_entry **listed_entries(struct ab_http_req *req,
                                                   const struct assign_key *keys,
                                                   const json_t *arr, size_t n)
 {
-    const struct assign_entry **out = ab_http_alloc(req, (n > 0 ? n : 1) * sizeof(const struct assign_entry *));
+    const struct assign_entry **out =
+        ab_http_alloc(req, (n > 0 ? n : 1) * sizeof(const struct assign_entry *));
     for (size_t i = 0; i < n; i++) {
         struct assign_key k =
             keys != NULL ? keys[i]

@@ -1,8 +1,8 @@
 /*
  * The assignment component's one public header: an assign node that serves experiment
- * assignments from a compiled snapshot (docs/design.md, "Assignment"). main.c creates a node, mounts its
- * routes on an HTTP server and starts it; the node loads the snapshot file and reloads it when a
- * newer one appears. The request path takes no lock and makes no SQLite call.
+ * assignments from a compiled snapshot (docs/design.md, "Assignment"). main.c creates a node,
+ * mounts its routes on an HTTP server and starts it; the node follows its snapshot source and
+ * swaps in each newer verified snapshot. The request path takes no lock and makes no SQLite call.
  */
 #ifndef ABACUS_ASSIGN_H
 #define ABACUS_ASSIGN_H

@@ -78,7 +78,8 @@ __attribute__((format(printf, 2, 3))) static size_t path_push(struct cc *cc, con
     size_t mark = cc->pathlen;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(cc->path + mark, sizeof cc->path - mark, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): started above
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started above
+    int n = vsnprintf(cc->path + mark, sizeof cc->path - mark, fmt, ap);
     va_end(ap);
     if (n > 0)
         cc->pathlen = mark + (size_t)n < sizeof cc->path ? mark + (size_t)n : sizeof cc->path - 1;

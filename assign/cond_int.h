@@ -49,12 +49,12 @@ struct val {
 /* A literal of the condition, compared as JSON.stringify compares. */
 struct cval {
     enum vtype type;
-    double num;         /* V_BOOL, V_NUM */
-    struct js_str s;       /* V_STR */
-    struct cval *items; /* V_ARR elements, V_OBJ values */
-    struct js_str *keys;   /* V_OBJ: array-index keys ascending, then the others in document order */
-    size_t n;           /* items */
-    size_t nindex;      /* V_OBJ: how many keys are array indices */
+    double num;          /* V_BOOL, V_NUM */
+    struct js_str s;     /* V_STR */
+    struct cval *items;  /* V_ARR elements, V_OBJ values */
+    struct js_str *keys; /* V_OBJ: array-index keys ascending, then the rest in document order */
+    size_t n;            /* items */
+    size_t nindex;       /* V_OBJ: how many keys are array indices */
 };
 
 /* The operand of $lt, $lte, $gt, $gte after ToPrimitive. */

@@ -86,7 +86,8 @@ size_t js_number_format(double x, char out[JS_NUMBER_MAX])
             out[o++] = '.';
             memcpy(out + o, digits + 1, k - 1), o += k - 1;
         }
-        o += (size_t)snprintf(out + o, JS_NUMBER_MAX - o, "e%c%ld", n - 1 < 0 ? '-' : '+', labs(n - 1));
+        o += (size_t)snprintf(out + o, JS_NUMBER_MAX - o, "e%c%ld", n - 1 < 0 ? '-' : '+',
+                              labs(n - 1));
     }
     out[o] = '\0';
     return o;

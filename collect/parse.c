@@ -1,7 +1,7 @@
 /*
  * The collector's pure core: a request body in, a batch of valid events and of rejected ones out
- * (docs/design.md, "Events", docs/collector.md). No SQLite and no sockets: node.c calls it on the HTTP
- * worker thread, store.c stores what it returns, tests/unit/test_collect_parse.c and
+ * (docs/design.md, "Events"; docs/collector.md). No SQLite and no sockets: node.c calls it on the
+ * HTTP worker thread, store.c stores what it returns, tests/unit/test_collect_parse.c and
  * tests/fuzz/fuzz_events.c exercise it directly.
  *
  * Invalid UTF-8 rejects one event, not the request, yet jansson refuses a whole document for it:

@@ -21,7 +21,7 @@
 
 enum reject_reason {
     REJECT_IO,            /* not a readable SQLite file, or quick_check failed */
-    REJECT_INVALID,       /* wrong format or schema, an invalid experiment, refused by the component */
+    REJECT_INVALID,       /* wrong format or schema, an invalid experiment, or refused */
     REJECT_OLDER,         /* a version not above the one in use */
     REJECT_FETCH,         /* the source did not answer, or not with 200 */
     REJECT_MANIFEST,      /* the manifest is not what the protocol says */

@@ -1,7 +1,8 @@
 /*
  * `abacus web --data-dir DIR`: the control plane alone: the admin JSON API and the snapshot
- * publisher that assign nodes in every region poll (docs/design.md, "Snapshots and replication" and "Control plane"). Also the
- * control-plane flags and wiring that `abacus up` reuses.
+ * publisher that assign nodes and collectors in every region poll (docs/design.md, "Control
+ * plane" and "Snapshots and replication"). Also the control-plane flags and wiring that
+ * `abacus up` reuses.
  */
 #include <getopt.h>
 #include <stdio.h>

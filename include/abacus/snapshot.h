@@ -1,7 +1,7 @@
 /*
  * Snapshot files: the immutable SQLite file through which the control plane hands experiment
- * configuration to assign nodes and regional collectors (docs/design.md, "Snapshots and replication", format in
- * docs/snapshot.md, schema in migrations/snapshot/). This module reads a file into plain data,
+ * configuration to assign nodes and regional collectors (docs/design.md, "Snapshots and
+ * replication"; format in docs/snapshot.md, schema in migrations/snapshot/). This module reads a file into plain data,
  * checking everything a node must not serve (integrity, format version, every experiment's
  * fields), and writes one (temp file, fsync, rename). What a component builds from the data (the
  * compiled assignment structure) is the component's business.
