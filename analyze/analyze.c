@@ -5,6 +5,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include "abacus/clickhouse.h"
 #include "analyze.h"
 #include "analyze_int.h"
 
@@ -51,10 +53,10 @@ Exit:
     return rc;
 }
 
-enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_events *events,
+enum ab_err analyze_compute_store(struct ab_db *control, const struct analyze_events *events,
                                   const char *key, int64_t now_ms,
-                                  const struct analyze_settings *settings, json_t **results,
-                                  struct ab_errinfo *ei)
+                                  const struct analyze_settings *settings, int64_t keep_since_ms,
+                                  json_t **results, struct ab_errinfo *ei)
 {
     int64_t phase = 0;
     json_t *r = NULL;
@@ -63,13 +65,23 @@ enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_ev
     if (rc != AB_OK)
         return rc;
     char *text = json_dumps(r, JSON_COMPACT);
-    rc = analyze_sql_store(control, key, phase, now_ms, text, ei);
+    rc = analyze_sql_store(control, key, phase, now_ms, text, keep_since_ms, ei);
     free(text);
     if (rc == AB_OK)
         *results = r;
     else
         json_decref(r);
     return rc;
+}
+
+enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_events *events,
+                                  const char *key, int64_t now_ms,
+                                  const struct analyze_settings *settings, json_t **results,
+                                  struct ab_errinfo *ei)
+{
+    return analyze_compute_store(control, events, key, now_ms, settings,
+                                 now_ms - ANALYZE_HISTORY_DEFAULT_DAYS * ANALYZE_DAY_MS, results,
+                                 ei);
 }
 
 enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, const char *key,
@@ -80,13 +92,13 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
     return analyze_experiment_in(control, &ev, key, now_ms, settings, results, ei);
 }
 
-enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
-                                     int64_t now_ms, const struct analyze_settings *settings,
-                                     json_t **results, struct ab_errinfo *ei)
+enum ab_err analyze_experiment_as_of(struct ab_db *control, const struct analyze_events *events,
+                                     const char *key, int64_t now_ms,
+                                     const struct analyze_settings *settings, json_t **results,
+                                     struct ab_errinfo *ei)
 {
-    struct analyze_events ev = {events, NULL};
     int64_t phase;
-    return results_as_of(control, &ev, key, now_ms, settings, results, &phase, ei);
+    return results_as_of(control, events, key, now_ms, settings, results, &phase, ei);
 }
 
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n, struct ab_errinfo *ei)
@@ -109,4 +121,28 @@ enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **resu
         return ab_fail(ei, AB_ERR_STORAGE, "results", "stored results are not JSON: %s",
                        jerr.text);
     return AB_OK;
+}
+
+enum ab_err analyze_events_open(const struct analyze_store *store, struct analyze_events *ev,
+                                struct ab_errinfo *ei)
+{
+    memset(ev, 0, sizeof(*ev));
+    if (store->clickhouse != NULL)
+        return ab_ch_new(store->clickhouse, store->timeout_ms > 0 ? store->timeout_ms : 600000,
+                         &ev->clickhouse, ei);
+    if (access(store->events_db, F_OK) != 0)
+        return ab_fail(ei, AB_ERR_UNAVAILABLE, NULL,
+                       "no events database at %s (events are collected by abacus up or abacus "
+                       "collect)",
+                       store->events_db);
+    struct ab_db_options ro = {.readonly = 1};
+    return ab_db_open(store->events_db, &ro, &ev->sqlite, ei);
+}
+
+void analyze_events_close(struct analyze_events *ev)
+{
+    ab_db_close(ev->sqlite);
+    ab_ch_free(ev->clickhouse);
+    ev->sqlite = NULL;
+    ev->clickhouse = NULL;
 }

@@ -9,6 +9,7 @@
 #define ABACUS_ANALYZE_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <jansson.h>
 #include "abacus/clock.h"
 #include "abacus/db.h"
@@ -21,12 +22,35 @@ struct analyze_settings {
 };
 
 struct ab_ch;
+struct ab_ch_url;
 
 /* Where the events are: a collector's SQLite events database, or ClickHouse (one of the two). */
 struct analyze_events {
     struct ab_db *sqlite;
     struct ab_ch *clickhouse; /* its events table (migrations/clickhouse/) */
 };
+
+/*
+ * The events store an analysis reads, named once for every reader (the results API, the
+ * scheduled refresh, the nightly report, `abacus analyze`): ClickHouse when clickhouse is not
+ * NULL, else the SQLite file events_db.
+ */
+struct analyze_store {
+    const char *events_db;
+    const struct ab_ch_url *clickhouse;
+    long timeout_ms; /* per ClickHouse query; 0 = 600000 */
+};
+
+/*
+ * Opens the store's connection for one analysis into *ev (close with analyze_events_close).
+ * AB_ERR_UNAVAILABLE when events_db does not exist (nothing was collected yet).
+ */
+enum ab_err analyze_events_open(const struct analyze_store *store, struct analyze_events *ev,
+                                struct ab_errinfo *ei);
+void analyze_events_close(struct analyze_events *ev); /* accepts a zeroed or closed one */
+
+/* How long computations stay in an experiment's results history by default. */
+#define ANALYZE_HISTORY_DEFAULT_DAYS 90
 
 /*
  * Computes experiment key's results from events (the events database) as of now_ms (events at
@@ -42,9 +66,10 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
  * Like analyze_experiment, but leaves the stored results alone: the results as of now_ms (also
  * their computed_at), for the nightly report.
  */
-enum ab_err analyze_experiment_as_of(struct ab_db *control, struct ab_db *events, const char *key,
-                                     int64_t now_ms, const struct analyze_settings *settings,
-                                     json_t **results, struct ab_errinfo *ei);
+enum ab_err analyze_experiment_as_of(struct ab_db *control, const struct analyze_events *events,
+                                     const char *key, int64_t now_ms,
+                                     const struct analyze_settings *settings, json_t **results,
+                                     struct ab_errinfo *ei);
 
 /*
  * analyze_experiment with the events in either store: the same aggregation (ClickHouse SQL in
@@ -63,6 +88,75 @@ enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,
 enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **results,
                            struct ab_errinfo *ei);
 
+/* --- results that refresh by themselves (refresh.c) ------------------------------------------ */
+
+struct analyze_refresh_config {
+    const char *control_db;      /* DATA_DIR/abacus.db */
+    struct analyze_store store;  /* the events */
+    int64_t every_ms;            /* recompute every running experiment this often; 0: never */
+    int64_t history_ms;          /* computations kept in the history; 0 = the default 90 days */
+    int64_t retry_ms;            /* first wait after a failure, doubling up to every_ms; 0 = 30 s */
+    const struct analyze_settings *settings; /* NULL: the defaults */
+    const struct ab_clock *clock;
+    const struct ab_log *log;
+};
+
+struct analyze_refresh;
+
+/*
+ * The results service of a control plane: computes and stores results on request and on a
+ * schedule, at most one analysis of an experiment at a time, and answers the stored results with
+ * their refresh state. The schedule: every running experiment has a slot in the interval (a hash
+ * of its key), so the computations are spread over the interval; it is due at the first slot after
+ * its last computation (or after now, without results). A failure keeps the stored results, records the error (they are answered as stale) and is
+ * retried after retry_ms, doubling, at most every_ms.
+ */
+enum ab_err analyze_refresh_new(const struct analyze_refresh_config *cfg,
+                                struct analyze_refresh **out, struct ab_errinfo *ei);
+
+/* Starts the scheduler thread (nothing when every_ms is 0). */
+enum ab_err analyze_refresh_start(struct analyze_refresh *r, struct ab_errinfo *ei);
+
+/* Stops the thread, waiting for an analysis in progress. Accepts NULL. */
+void analyze_refresh_stop(struct analyze_refresh *r);
+void analyze_refresh_free(struct analyze_refresh *r); /* accepts NULL */
+
+/*
+ * One step of the schedule at the clock's now, without the thread (the thread runs this): runs
+ * the analysis of the most overdue running experiment, if one is due and not being analysed.
+ * *ran (may be NULL) gets 1 when it ran one; *next_ms gets when the next one is due (ms since
+ * the epoch; INT64_MAX when nothing is scheduled).
+ */
+enum ab_err analyze_refresh_tick(struct analyze_refresh *r, int *ran, int64_t *next_ms,
+                                 struct ab_errinfo *ei);
+
+/*
+ * Computes key's results now (waiting for an analysis of key already in progress), stores them
+ * and answers them as analyze_refresh_get does. A failure is recorded as the schedule's are.
+ */
+enum ab_err analyze_refresh_now(struct analyze_refresh *r, const char *key, json_t **out,
+                                struct ab_errinfo *ei);
+
+/*
+ * The stored results of key's current phase (as_of_ms 0), or the newest kept computation at or
+ * before as_of_ms, with a "refresh" object: computed_at, attempted_at, next_at (null when not
+ * scheduled), every_seconds, running (an analysis in progress), stale (the last attempt failed
+ * after these results were computed) and error ({code, message} or null). AB_ERR_NOT_FOUND when
+ * there are none (field "experiment"; the message carries the last error, if any).
+ */
+enum ab_err analyze_refresh_get(struct analyze_refresh *r, const char *key, int64_t as_of_ms,
+                                json_t **out, struct ab_errinfo *ei);
+
+/* The kept computations of key, newest first: {"experiment", "history": [...]} */
+enum ab_err analyze_refresh_history(struct analyze_refresh *r, const char *key, json_t **out,
+                                    struct ab_errinfo *ei);
+
+/*
+ * /metrics text of the service (ab_http_metrics_cb): analyses run and failed by trigger, their
+ * duration histogram, and the age of the oldest current result of a running experiment.
+ */
+void analyze_refresh_metrics(void *r, FILE *out);
+
 /* --- the nightly report (report.c) --------------------------------------------------------- */
 
 #define ANALYZE_REPORT_MULTI_SHARE 0.01   /* flagged above 1% of exposed units */
@@ -80,7 +174,8 @@ typedef enum ab_err (*analyze_unpublished_cb)(void *data, int64_t as_of_ms, int6
 
 struct analyze_report_sources {
     struct ab_db *control;        /* read only here */
-    struct ab_db *events;         /* read only; required (an empty one when none exists) */
+    struct analyze_events events; /* the events store, read only; required (an empty SQLite
+                                     database when nothing was collected) */
     analyze_rejected_cb rejected; /* NULL: rejected events are not counted */
     void *rejected_data;
     analyze_unpublished_cb unpublished; /* NULL: snapshot staleness is not checked */

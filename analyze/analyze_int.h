@@ -182,14 +182,63 @@ enum ab_err analyze_ch_aggregate(struct ab_ch *ch, const struct analyze_experime
                                  int64_t through_ms, struct analyze_agg **out,
                                  struct ab_errinfo *ei);
 
-/* Stores results (JSON text) for (experiment, phase), replacing an earlier computation. */
+/*
+ * Stores results (JSON text) for (experiment, phase), replacing an earlier computation, adds them
+ * to the history (computations before keep_since_ms are pruned) and records the attempt as a
+ * success, in one transaction.
+ */
 enum ab_err analyze_sql_store(struct ab_db *control, const char *key, int64_t phase,
                               int64_t computed_at_ms, const char *results_json,
-                              struct ab_errinfo *ei);
+                              int64_t keep_since_ms, struct ab_errinfo *ei);
+
+/* Records a failed attempt (its error code and message); the stored results stay. */
+enum ab_err analyze_sql_store_failure(struct ab_db *control, const char *key,
+                                      int64_t attempted_at_ms, const char *code,
+                                      const char *message, struct ab_errinfo *ei);
+
+/* What is known of an experiment's results and their last refresh (times in ms, 0 = none). */
+struct analyze_refresh_state {
+    int running;
+    int64_t phase, phase_started_at;
+    int64_t computed_at;      /* the stored results of the current phase */
+    int64_t attempted_at;     /* the last attempt */
+    char error_code[32];      /* "" when the last attempt succeeded */
+    char error_message[512];
+};
+
+/* The state of experiment key; AB_ERR_NOT_FOUND when there is no such experiment. */
+enum ab_err analyze_sql_refresh_state(struct ab_db *control, const char *key,
+                                      struct analyze_refresh_state *out, struct ab_errinfo *ei);
+
+/* The kept computations of key, newest first: [{phase, computed_at, computed_at_ms}]. */
+enum ab_err analyze_sql_history(struct ab_db *control, const char *key, int64_t limit,
+                                json_t **out, struct ab_errinfo *ei);
 
 /* The stored results of experiment key's current phase (*json the caller's), or AB_ERR_NOT_FOUND. */
 enum ab_err analyze_sql_load_results(struct ab_db *control, const char *key, char **json,
                                      struct ab_errinfo *ei);
+
+/* The newest kept computation of key at or before as_of_ms, or AB_ERR_NOT_FOUND (field as_of). */
+enum ab_err analyze_sql_load_results_at(struct ab_db *control, const char *key, int64_t as_of_ms,
+                                        char **json, struct ab_errinfo *ei);
+
+/* The oldest current result of a running experiment (its phase's start when it has none), ms. */
+enum ab_err analyze_sql_oldest_result(struct ab_db *control, int64_t *oldest_ms,
+                                      struct ab_errinfo *ei);
+
+/*
+ * analyze_experiment_in with the history's retention: computations before keep_since_ms are
+ * pruned (analyze.c).
+ */
+struct analyze_events;
+struct analyze_settings;
+enum ab_err analyze_compute_store(struct ab_db *control, const struct analyze_events *events,
+                                  const char *key, int64_t now_ms,
+                                  const struct analyze_settings *settings, int64_t keep_since_ms,
+                                  json_t **results, struct ab_errinfo *ei);
+
+/* ms since the epoch as an RFC 3339 JSON string ("2026-12-07T10:00:00Z"). */
+json_t *analyze_rfc3339(int64_t ms);
 
 /* --- results.c: pure --- */
 

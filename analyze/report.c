@@ -51,16 +51,6 @@ void analyze_report_format_date(int64_t day_ms, char out[11])
     strftime(out, 11, "%Y-%m-%d", &tm);
 }
 
-static json_t *rfc3339(int64_t ms)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[32];
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
-
 /* --- the summary ------------------------------------------------------------------------------ */
 
 static json_t *problem(const char *experiment, const char *kind, const char *message)
@@ -210,8 +200,8 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
         json_t *r = NULL;
         struct ab_errinfo one;
         enum ab_err arc =
-            analyze_experiment_as_of(src->control, src->events, exps[i].key, as_of, NULL, &r, &one);
-        if (arc == AB_ERR_STORAGE || arc == AB_ERR_IO) {
+            analyze_experiment_as_of(src->control, &src->events, exps[i].key, as_of, NULL, &r, &one);
+        if (arc == AB_ERR_STORAGE || arc == AB_ERR_IO || arc == AB_ERR_UNAVAILABLE) {
             *ei = one;
             rc = arc;
             break;
@@ -246,7 +236,7 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
                  "change was not published (limit %lld minutes)",
                  (long long)((as_of - since) / 60000), ANALYZE_REPORT_STALE_MS / 60000);
         json_t *p = problem(NULL, "stale_snapshot", msg);
-        json_object_set_new(p, "unpublished_since", rfc3339(since));
+        json_object_set_new(p, "unpublished_since", analyze_rfc3339(since));
         json_array_append_new(quality, p);
     }
     if (rc == AB_OK) {
@@ -254,12 +244,12 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
             "{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "date", date, "text",
             summary_text(date, json_array_size(experiments), decisions, regressions, quality),
             "experiments", (json_int_t)json_array_size(experiments), "decisions", decisions,
-            "guardrail_regressions", regressions, "data_quality", quality, "as_of", rfc3339(as_of),
+            "guardrail_regressions", regressions, "data_quality", quality, "as_of", analyze_rfc3339(as_of),
             "rejected_events", (json_int_t)rejected);
         decisions = regressions = quality = NULL;
         *out =
             json_pack("{s:s, s:o, s:{s:f, s:f, s:I, s:s}, s:o, s:o}", "date", date, "as_of",
-                      rfc3339(as_of), "thresholds", "srm_p_value", 0.001, "multiple_exposure_share",
+                      analyze_rfc3339(as_of), "thresholds", "srm_p_value", 0.001, "multiple_exposure_share",
                       ANALYZE_REPORT_MULTI_SHARE, "stale_snapshot_minutes",
                       (json_int_t)(ANALYZE_REPORT_STALE_MS / 60000), "significance",
                       "always-valid sequential p-value below alpha (per "

@@ -18,7 +18,7 @@ static const char *const TYPE_NAMES[] = {"binomial", "mean", "ratio"};
 static const char *const ROLE_NAMES[] = {"goal", "guardrail", "secondary"};
 static const char *const CORRECTION_NAMES[] = {"none", "holm", "bh"};
 
-static json_t *rfc3339(int64_t ms)
+json_t *analyze_rfc3339(int64_t ms)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -276,13 +276,13 @@ json_t *analyze_results(const struct analyze_experiment_def *def, const struct a
         json_object_set_new(units, def->variants[v], json_integer(agg->units[v]));
     json_t *out = json_pack(
         "{s:s, s:I, s:o, s:f, s:I, s:s, s:{s:o, s:I, s:I}, s:o}", "experiment", def->key, "phase",
-        (json_int_t)def->phase, "computed_at", rfc3339(opt->computed_at_ms), "alpha", opt->alpha,
+        (json_int_t)def->phase, "computed_at", analyze_rfc3339(opt->computed_at_ms), "alpha", opt->alpha,
         "sequential_tuning_n", (json_int_t)def->nstar, "correction",
         CORRECTION_NAMES[opt->correction], "units", "by_variant", units, "multiple_exposures",
         (json_int_t)agg->multiple_exposures, "unknown_variant", (json_int_t)agg->unknown_variant,
         "srm", srm_json(def, &cp));
     if (agg->data_through_ms > 0)
-        json_object_set_new(out, "data_through", rfc3339(agg->data_through_ms));
+        json_object_set_new(out, "data_through", analyze_rfc3339(agg->data_through_ms));
 
     size_t ntreat = def->nvariants > 1 ? def->nvariants - 1 : 0;
     json_t *metrics = json_array();

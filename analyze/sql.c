@@ -6,6 +6,7 @@
  * of units.c (which says why the join is not SQL).
  */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "abacus/mem.h"
@@ -342,25 +343,194 @@ enum ab_err analyze_sql_aggregate(struct ab_db *db, const struct analyze_experim
 
 /* --- results table (control database) ------------------------------------------------------- */
 
-enum ab_err analyze_sql_store(struct ab_db *db, const char *key, int64_t phase,
-                              int64_t computed_at_ms, const char *results_json,
-                              struct ab_errinfo *ei)
+struct store_tx {
+    const char *key;
+    int64_t phase, computed_at, keep_since;
+    const char *json;
+};
+
+static enum ab_err store_tx(struct ab_db *db, void *arg, struct ab_errinfo *ei)
 {
-    sqlite3_stmt *st;
-    enum ab_err rc = ab_db_prepare(
-        db,
+    const struct store_tx *t = arg;
+    static const char *const SQL[] = {
         "INSERT INTO results (experiment_id, phase, computed_at, results_json)"
         " SELECT id, ?2, ?3, ?4 FROM experiments WHERE key = ?1"
         " ON CONFLICT (experiment_id, phase) DO UPDATE"
         "   SET computed_at = excluded.computed_at, results_json = excluded.results_json",
+        "INSERT OR REPLACE INTO results_history (experiment_id, phase, computed_at, results_json)"
+        " SELECT id, ?2, ?3, ?4 FROM experiments WHERE key = ?1",
+        "DELETE FROM results_history WHERE computed_at < ?5"
+        " AND experiment_id = (SELECT id FROM experiments WHERE key = ?1)",
+        "INSERT INTO results_refresh (experiment_id, attempted_at)"
+        " SELECT id, ?3 FROM experiments WHERE key = ?1"
+        " ON CONFLICT (experiment_id) DO UPDATE SET attempted_at = excluded.attempted_at,"
+        "   error_code = NULL, error_message = NULL",
+    };
+    enum ab_err rc = AB_OK;
+    for (size_t i = 0; i < sizeof(SQL) / sizeof(SQL[0]) && rc == AB_OK; i++) {
+        sqlite3_stmt *st;
+        if ((rc = ab_db_prepare(db, SQL[i], &st, ei)) != AB_OK)
+            return rc;
+        int np = sqlite3_bind_parameter_count(st);
+        sqlite3_bind_text(st, 1, t->key, -1, SQLITE_TRANSIENT);
+        if (np >= 2)
+            sqlite3_bind_int64(st, 2, t->phase);
+        if (np >= 3)
+            sqlite3_bind_int64(st, 3, t->computed_at);
+        if (np >= 4)
+            sqlite3_bind_text(st, 4, t->json, -1, SQLITE_TRANSIENT);
+        if (np >= 5)
+            sqlite3_bind_int64(st, 5, t->keep_since);
+        rc = ab_db_step_done(db, st, ei);
+    }
+    return rc;
+}
+
+enum ab_err analyze_sql_store(struct ab_db *db, const char *key, int64_t phase,
+                              int64_t computed_at_ms, const char *results_json,
+                              int64_t keep_since_ms, struct ab_errinfo *ei)
+{
+    struct store_tx t = {key, phase, computed_at_ms, keep_since_ms, results_json};
+    return ab_db_transaction(db, store_tx, &t, ei);
+}
+
+enum ab_err analyze_sql_store_failure(struct ab_db *db, const char *key, int64_t attempted_at_ms,
+                                      const char *code, const char *message,
+                                      struct ab_errinfo *ei)
+{
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db,
+        "INSERT INTO results_refresh (experiment_id, attempted_at, error_code, error_message)"
+        " SELECT id, ?2, ?3, ?4 FROM experiments WHERE key = ?1"
+        " ON CONFLICT (experiment_id) DO UPDATE SET attempted_at = excluded.attempted_at,"
+        "   error_code = excluded.error_code, error_message = excluded.error_message",
         &st, ei);
     if (rc != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, phase);
-    sqlite3_bind_int64(st, 3, computed_at_ms);
-    sqlite3_bind_text(st, 4, results_json, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, attempted_at_ms);
+    sqlite3_bind_text(st, 3, code, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, message, -1, SQLITE_TRANSIENT);
     return ab_db_step_done(db, st, ei);
+}
+
+enum ab_err analyze_sql_refresh_state(struct ab_db *db, const char *key,
+                                      struct analyze_refresh_state *out, struct ab_errinfo *ei)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db,
+        "SELECT e.status, e.phase, p.started_at, r.computed_at, f.attempted_at, f.error_code,"
+        "  f.error_message FROM experiments e"
+        "  LEFT JOIN experiment_phases p ON p.experiment_id = e.id AND p.phase = e.phase"
+        "  LEFT JOIN results r ON r.experiment_id = e.id AND r.phase = e.phase"
+        "  LEFT JOIN results_refresh f ON f.experiment_id = e.id"
+        " WHERE e.key = ?1",
+        &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        const unsigned char *status = sqlite3_column_text(st, 0);
+        out->running = status != NULL && strcmp((const char *)status, "running") == 0;
+        out->phase = sqlite3_column_int64(st, 1);
+        out->phase_started_at = sqlite3_column_int64(st, 2);
+        out->computed_at = sqlite3_column_int64(st, 3);
+        out->attempted_at = sqlite3_column_int64(st, 4);
+        const unsigned char *code = sqlite3_column_text(st, 5);
+        const unsigned char *msg = sqlite3_column_text(st, 6);
+        if (code != NULL) {
+            snprintf(out->error_code, sizeof(out->error_code), "%s", (const char *)code);
+            snprintf(out->error_message, sizeof(out->error_message), "%s",
+                     msg != NULL ? (const char *)msg : "");
+        }
+    }
+    sqlite3_reset(st);
+    if (s == SQLITE_DONE)
+        return ab_fail(ei, AB_ERR_NOT_FOUND, "key", "no experiment %.100s", key);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading the refresh state", ei);
+}
+
+enum ab_err analyze_sql_history(struct ab_db *db, const char *key, int64_t limit, json_t **out,
+                                struct ab_errinfo *ei)
+{
+    *out = NULL;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT h.phase, h.computed_at FROM results_history h"
+                                   "  JOIN experiments e ON e.id = h.experiment_id"
+                                   " WHERE e.key = ?1 ORDER BY h.computed_at DESC LIMIT ?2",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, limit);
+    json_t *list = json_array();
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(list, json_pack("{s:I, s:o, s:I}", "phase",
+                                              (json_int_t)sqlite3_column_int64(st, 0),
+                                              "computed_at",
+                                              analyze_rfc3339(sqlite3_column_int64(st, 1)),
+                                              "computed_at_ms",
+                                              (json_int_t)sqlite3_column_int64(st, 1)));
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE) {
+        json_decref(list);
+        return ab_db_fail(db, s, "reading the results history", ei);
+    }
+    *out = list;
+    return AB_OK;
+}
+
+enum ab_err analyze_sql_oldest_result(struct ab_db *db, int64_t *oldest_ms,
+                                      struct ab_errinfo *ei)
+{
+    *oldest_ms = 0;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(
+        db,
+        "SELECT min(coalesce(r.computed_at, p.started_at)) FROM experiments e"
+        "  JOIN experiment_phases p ON p.experiment_id = e.id AND p.phase = e.phase"
+        "  LEFT JOIN results r ON r.experiment_id = e.id AND r.phase = e.phase"
+        " WHERE e.status = 'running'",
+        &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *oldest_ms = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading result ages", ei);
+}
+
+enum ab_err analyze_sql_load_results_at(struct ab_db *db, const char *key, int64_t as_of_ms,
+                                        char **json, struct ab_errinfo *ei)
+{
+    *json = NULL;
+    sqlite3_stmt *st;
+    enum ab_err rc = ab_db_prepare(db,
+                                   "SELECT h.results_json FROM results_history h"
+                                   "  JOIN experiments e ON e.id = h.experiment_id"
+                                   " WHERE e.key = ?1 AND h.computed_at <= ?2"
+                                   " ORDER BY h.computed_at DESC LIMIT 1",
+                                   &st, ei);
+    if (rc != AB_OK)
+        return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, as_of_ms);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *json = col_text(st, 0);
+    sqlite3_reset(st);
+    if (s == SQLITE_ROW)
+        return AB_OK;
+    return s == SQLITE_DONE ? ab_fail(ei, AB_ERR_NOT_FOUND, "as_of",
+                                      "no results of %s computed at or before that time", key)
+                            : ab_db_fail(db, s, "reading results", ei);
 }
 
 enum ab_err analyze_sql_load_results(struct ab_db *db, const char *key, char **json,

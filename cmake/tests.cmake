@@ -229,6 +229,9 @@ target_compile_definitions(it_report PRIVATE
 set_tests_properties(it_report PROPERTIES FIXTURES_SETUP report_html)
 abacus_test(test_report_schedule SOURCES tests/unit/test_report_schedule.c LABELS unit)
 target_link_libraries(test_report_schedule PRIVATE abacus_analyze abacus_collect)
+# The results service's schedule with an injected clock over real SQLite files.
+abacus_test(test_refresh SOURCES tests/unit/test_refresh.c LABELS unit)
+target_link_libraries(test_refresh PRIVATE abacus_analyze abacus_collect)
 # ... and the HTML it_report left in the build dir, opened from file:// in headless Chromium with
 # the network blocked; the screenshot lands in e2e-artifacts/report.png.
 add_test(NAME e2e_report

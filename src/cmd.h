@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 #include <jansson.h>
+#include "abacus/clickhouse.h"
 #include "abacus/err.h"
 #include "abacus/follower.h"
 #include "abacus/http.h"
@@ -24,11 +25,55 @@ int cmd_assign_main(int argc, char **argv, struct ab_log *log);
 int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
 
 /*
- * web_results_cb of the control plane (web.h), data the data directory: the stored results of
- * an experiment, or results computed now from DATA_DIR/events.db and stored (cmd_analyze.c).
+ * The events store the analysis reads (cmd_analyze.c): ClickHouse when a clickhouse:// URL is
+ * given (`--events-store`, `abacus analyze --store`, or the `--forward` target of `abacus up`),
+ * else DATA_DIR/events.db.
  */
-enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
-                                struct ab_errinfo *ei);
+struct cmd_events_store {
+    int clickhouse;           /* 1: url, 0: events_db */
+    struct ab_ch_url url;
+    char events_db[4096];
+};
+
+/* Fills s for data_dir and url (may be NULL). Returns 0, or -1 with the reason printed. */
+int cmd_events_store_init(struct cmd_events_store *s, const char *url, const char *data_dir,
+                          const char *flag);
+
+/* The analysis' view of s (pointers into s). */
+struct analyze_store cmd_events_store_get(const struct cmd_events_store *s);
+
+/* Flags of the results service, which `abacus web` and `abacus up` take. */
+struct cmd_results_flags {
+    const char *events_store; /* --events-store clickhouse://HOST:PORT/DB, or NULL */
+    long every_s;             /* --analyze-every DURATION in seconds; -1: default (1 h); 0: off */
+    long history_days;        /* --results-history-days N; 0: default (90) */
+};
+#define CMD_RESULTS_OPTIONS                                                                        \
+    {"events-store", required_argument, NULL, 'S'},                                                \
+        {"analyze-every", required_argument, NULL, 'A'},                                           \
+        {"results-history-days", required_argument, NULL, 'H'}
+#define CMD_RESULTS_OPTSTRING "S:A:H:"
+
+/* Like cmd_server_flag, for the results flags. */
+int cmd_results_flag(struct cmd_results_flags *f, int opt, const char *arg);
+
+struct analyze_refresh;
+
+/* The results service of a control plane (analyze.h) and the events store it reads. */
+struct cmd_results {
+    struct cmd_events_store store;
+    struct analyze_refresh *refresh;
+};
+
+/*
+ * Creates and starts the results service for data_dir into *r: its events store is
+ * f->events_store, else fallback (the --forward target of `abacus up`; may be NULL), else
+ * DATA_DIR/events.db; its /metrics go to srv. Returns 0, or -1 with the reason printed.
+ */
+int cmd_results_attach(const struct cmd_results_flags *f, const char *fallback,
+                       const char *data_dir, const struct ab_log *log, struct ab_http_server *srv,
+                       struct cmd_results *r);
+void cmd_results_detach(struct cmd_results *r); /* stops the schedule, waits for an analysis */
 int cmd_report_main(int argc, char **argv, struct ab_log *log);
 
 /* Flags of the nightly report, which `abacus web` and `abacus up` take too. */
@@ -51,9 +96,13 @@ int cmd_report_flag(struct cmd_report_flags *f, int opt, const char *arg);
 struct analyze_scheduler;
 struct analyze_webhook;
 
-/* The report's wiring: where the data is, the scheduler and the webhook (both may be NULL). */
+/*
+ * The report's wiring: where the data is (the control database and the collector's rejected
+ * events under data_dir, the events in store), the scheduler and the webhook (both may be NULL).
+ */
 struct cmd_report {
     const char *data_dir;
+    const struct cmd_events_store *store;
     struct analyze_scheduler *scheduler;
     struct analyze_webhook *webhook;
 };
@@ -69,7 +118,8 @@ enum ab_err cmd_report_run(void *r, int64_t day_ms, const char *out_dir, struct 
  * for data_dir into *r. Returns 0, or -1 with the reason printed. cmd_report_detach stops both.
  */
 int cmd_report_attach(const struct cmd_report_flags *f, const char *data_dir,
-                      const struct ab_log *log, struct cmd_report *r);
+                      const struct cmd_events_store *store, const struct ab_log *log,
+                      struct cmd_report *r);
 void cmd_report_detach(struct cmd_report *r);
 
 int cmd_web_main(int argc, char **argv, struct ab_log *log);
@@ -132,11 +182,12 @@ struct web;
 /*
  * Creates the control plane over data_dir (migrating it, creating the first admin key), mounts it
  * on srv and starts its publisher (*out; stop and free it after the server). on_publish (may be
- * NULL) is called with each new snapshot file. Returns 0, or -1 with the reason printed.
+ * NULL) is called with each new snapshot file. results (may be NULL: the results routes answer
+ * 503) answers the results routes. Returns 0, or -1 with the reason printed.
  */
 int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const struct ab_log *log,
                    struct ab_http_server *srv, void (*on_publish)(void *, const char *, int64_t),
-                   void *data, struct web **out);
+                   void *data, struct cmd_results *results, struct web **out);
 
 /* Like cmd_server_flag, for the assign flags. */
 int cmd_assign_flag(struct cmd_assign_flags *f, int opt, const char *arg);

@@ -4,6 +4,7 @@
  * (DIR/events.db, or ClickHouse with --store), stores them in the results table, and prints them:
  * a short table, or the results JSON (an object for one experiment, an array for all).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,12 @@ static void usage(FILE *out)
 {
     fputs("usage: abacus analyze [--data-dir DIR] [--experiment KEY] [--json]\n"
           "                      [--alpha A] [--correction holm|bh|none] [--at RFC3339]\n"
-          "                      [--store clickhouse://HOST:PORT/DB]\n"
+          "                      [--events-store clickhouse://HOST:PORT/DB]\n"
           "Computes results from the events in DIR/events.db (default ./data) for KEY, or for\n"
           "every running experiment, stores them in DIR/abacus.db and prints them. --at analyses\n"
-          "the events before that time only (default: now). --store reads the events from\n"
-          "ClickHouse instead (what collectors forward there; the same aggregation and\n"
-          "statistics).\n",
+          "the events before that time only (default: now). --events-store (or --store) reads\n"
+          "the events from ClickHouse instead (what collectors forward there; the same\n"
+          "aggregation and statistics).\n",
           out);
 }
 
@@ -74,32 +75,108 @@ static void print_table(const json_t *r)
     }
 }
 
-enum ab_err cmd_analyze_results(void *data, const char *key, int recompute, json_t **out,
-                                struct ab_errinfo *ei)
+int cmd_events_store_init(struct cmd_events_store *s, const char *url, const char *data_dir,
+                          const char *flag)
 {
-    const char *dir = data;
-    char control_path[4096], events_path[4096];
-    snprintf(control_path, sizeof(control_path), "%s/abacus.db", dir);
-    snprintf(events_path, sizeof(events_path), "%s/events.db", dir);
-    struct ab_db *control = NULL, *events = NULL;
-    struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL}, er = {.readonly = 1};
-    *out = NULL;
-    enum ab_err rc = ab_db_open(control_path, &cw, &control, ei);
-    if (rc == AB_OK && !recompute) {
-        rc = analyze_stored(control, key, out, ei);
-    } else if (rc == AB_OK) {
-        if (access(events_path, F_OK) != 0)
-            rc = ab_fail(ei, AB_ERR_UNAVAILABLE, NULL,
-                         "no events database at %s (events are collected by abacus up or "
-                         "abacus collect)",
-                         events_path);
-        else if ((rc = ab_db_open(events_path, &er, &events, ei)) == AB_OK)
-            rc = analyze_experiment(control, events, key, ab_clock_now_ms(&ab_clock_system),
-                                    NULL, out, ei);
+    memset(s, 0, sizeof(*s));
+    snprintf(s->events_db, sizeof(s->events_db), "%s/events.db", data_dir);
+    if (url == NULL)
+        return 0;
+    struct ab_errinfo ei;
+    if (ab_ch_url_parse(url, strlen(url), &s->url, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: --%s: %s\n", flag, ei.message);
+        return -1;
     }
-    ab_db_close(events);
-    ab_db_close(control);
-    return rc;
+    s->clickhouse = 1;
+    return 0;
+}
+
+struct analyze_store cmd_events_store_get(const struct cmd_events_store *s)
+{
+    struct analyze_store st = {.events_db = s->events_db,
+                               .clickhouse = s->clickhouse ? &s->url : NULL};
+    return st;
+}
+
+/* "90", "90s", "15m", "1h", "2d" -> seconds; -1 when malformed. */
+static long parse_duration(const char *text)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno != 0 || end == text || v < 0)
+        return -1;
+    long unit = 1;
+    if (*end == 'm')
+        unit = 60;
+    else if (*end == 'h')
+        unit = 3600;
+    else if (*end == 'd')
+        unit = 86400;
+    else if (*end != 's' && *end != '\0')
+        return -1;
+    if (*end != '\0' && end[1] != '\0')
+        return -1;
+    return v > 366L * 86400 / unit ? -1 : v * unit;
+}
+
+int cmd_results_flag(struct cmd_results_flags *f, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'S':
+        f->events_store = arg;
+        return 1;
+    case 'A':
+        if ((f->every_s = parse_duration(arg)) < 0) {
+            fprintf(stderr, "abacus: --analyze-every must be a duration such as 1h, 15m, 90s "
+                            "or 0 (off), at most 366d\n");
+            return -1;
+        }
+        return 1;
+    case 'H':
+        return cmd_parse_int("results-history-days", arg, 1, 3650, &f->history_days) == 0 ? 1
+                                                                                            : -1;
+    default:
+        return 0;
+    }
+}
+
+int cmd_results_attach(const struct cmd_results_flags *f, const char *fallback,
+                       const char *data_dir, const struct ab_log *log, struct ab_http_server *srv,
+                       struct cmd_results *r)
+{
+    memset(r, 0, sizeof(*r));
+    const char *url = f->events_store != NULL ? f->events_store : fallback;
+    if (cmd_events_store_init(&r->store, url, data_dir,
+                              f->events_store != NULL ? "events-store" : "forward") != 0)
+        return -1;
+    char control[4096];
+    snprintf(control, sizeof(control), "%s/abacus.db", data_dir);
+    struct analyze_refresh_config cfg = {
+        .control_db = control,
+        .store = cmd_events_store_get(&r->store),
+        .every_ms = (f->every_s < 0 ? 3600 : f->every_s) * 1000LL,
+        .history_ms = f->history_days * 86400000LL,
+        .clock = &ab_clock_system,
+        .log = log,
+    };
+    struct ab_errinfo ei;
+    if (analyze_refresh_new(&cfg, &r->refresh, &ei) != AB_OK ||
+        analyze_refresh_start(r->refresh, &ei) != AB_OK) {
+        fprintf(stderr, "abacus: %s\n", ei.message);
+        cmd_results_detach(r);
+        return -1;
+    }
+    ab_http_add_metrics(srv, analyze_refresh_metrics, r->refresh);
+    AB_LOG_I(log, "results_service", "store=%s every_s=%lld",
+             r->store.clickhouse ? "clickhouse" : "sqlite", (long long)(cfg.every_ms / 1000));
+    return 0;
+}
+
+void cmd_results_detach(struct cmd_results *r)
+{
+    analyze_refresh_free(r->refresh);
+    r->refresh = NULL;
 }
 
 int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
@@ -111,6 +188,7 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
                                          {"correction", required_argument, NULL, 'c'},
                                          {"at", required_argument, NULL, 'T'},
                                          {"store", required_argument, NULL, 'S'},
+                                         {"events-store", required_argument, NULL, 'S'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     const char *dir = "./data", *key = NULL, *store = NULL;
@@ -156,33 +234,25 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
         usage(stderr);
         return CMD_EXIT_USAGE;
     }
-    char control_path[4096], events_path[4096];
+    char control_path[4096];
     snprintf(control_path, sizeof(control_path), "%s/abacus.db", dir);
-    snprintf(events_path, sizeof(events_path), "%s/events.db", dir);
+    struct cmd_events_store store_of;
+    if (cmd_events_store_init(&store_of, store, dir, "events-store") != 0)
+        return CMD_EXIT_USAGE;
+    struct analyze_store where = cmd_events_store_get(&store_of);
     struct ab_errinfo ei;
-    struct ab_db *control = NULL, *events = NULL;
-    struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL}, er = {.readonly = 1};
-    struct ab_ch *ch = NULL;
-    struct ab_ch_url url;
+    struct ab_db *control = NULL;
+    struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL};
+    struct analyze_events ev = {NULL, NULL};
     char **keys = NULL;
     size_t nkeys = 0;
     json_t *all = json_array();
     int code = CMD_EXIT_FAIL;
-    enum ab_err rc = AB_OK;
-    if (store != NULL) {
-        if (ab_ch_url_parse(store, strlen(store), &url, &ei) != AB_OK) {
-            fprintf(stderr, "abacus: --store: %s\n", ei.message);
-            json_decref(all);
-            return CMD_EXIT_USAGE;
-        }
-        rc = ab_ch_new(&url, 600000, &ch, &ei);
-    }
-    if (rc == AB_OK)
-        rc = ab_db_open(control_path, &cw, &control, &ei);
+    enum ab_err rc = ab_db_open(control_path, &cw, &control, &ei);
     if (rc == AB_OK)
         rc = ab_migrate(control, ab_migrations, ab_migrations_count, NULL, NULL, &ei);
-    if (rc == AB_OK && ch == NULL)
-        rc = ab_db_open(events_path, &er, &events, &ei);
+    if (rc == AB_OK)
+        rc = analyze_events_open(&where, &ev, &ei);
     if (rc == AB_OK && key == NULL)
         rc = analyze_running(control, &keys, &nkeys, &ei);
     if (rc != AB_OK) {
@@ -190,7 +260,6 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
         goto Exit;
     }
     code = CMD_EXIT_OK;
-    struct analyze_events ev = {events, ch};
     for (size_t i = 0; i < (key != NULL ? 1 : nkeys); i++) {
         const char *k = key != NULL ? key : keys[i];
         json_t *r;
@@ -203,7 +272,7 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
             continue;
         }
         AB_LOG_I(log, "analyzed", "experiment=%s store=%s seconds=%.3f", k,
-                 ch != NULL ? "clickhouse" : "sqlite",
+                 ev.clickhouse != NULL ? "clickhouse" : "sqlite",
                  (double)(ab_clock_mono_ns(&ab_clock_system) - t0) / 1e9);
         if (!json)
             print_table(r);
@@ -223,8 +292,7 @@ Exit:
         free(keys[i]);
     free(keys);
     json_decref(all);
-    ab_db_close(events);
+    analyze_events_close(&ev);
     ab_db_close(control);
-    ab_ch_free(ch);
     return code;
 }

@@ -20,13 +20,16 @@
 static void usage(FILE *out)
 {
     fputs("usage: abacus report --date YYYY-MM-DD [--out DIR] [--data-dir DIR]\n"
+          "                     [--events-store clickhouse://HOST:PORT/DB]\n"
           "                     [--report-webhook URL] [--report-webhook-attempts N]\n"
           "                     [--report-webhook-backoff-ms MS]\n"
           "Writes the results report of that UTC day (every experiment whose phase ran that\n"
           "day, analysed as of the day's end) as report.html, report.json and report.csv into\n"
           "DIR (default DATA_DIR/reports/YYYY-MM-DD; DATA_DIR default ./data). With\n"
           "--report-webhook, POSTs the summary there afterwards, retrying N times (default 6)\n"
-          "with backoff from MS ms (default 2000), doubling. See docs/operations.md.\n",
+          "with backoff from MS ms (default 2000), doubling. The events come from\n"
+          "DATA_DIR/events.db, or from ClickHouse with --events-store. See\n"
+          "docs/operations.md.\n",
           out);
 }
 
@@ -93,9 +96,15 @@ enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir, stru
         rc = ab_db_open(events_path, &er, &events, ei);
     else if (rc == AB_OK && (rc = ab_db_open(":memory:", &mem, &events, ei)) == AB_OK)
         rc = ab_migrate(events, collect_migrations, collect_migrations_count, NULL, NULL, ei);
+    /* the events analysed: that database, or ClickHouse (rejected events stay local) */
+    struct analyze_events ev = {events, NULL};
+    if (rc == AB_OK && r->store != NULL && r->store->clickhouse) {
+        struct analyze_store where = cmd_events_store_get(r->store);
+        rc = analyze_events_open(&where, &ev, ei);
+    }
     if (rc == AB_OK) {
         struct analyze_report_sources src = {.control = control,
-                                             .events = events,
+                                             .events = ev,
                                              .rejected = rejected,
                                              .rejected_data = events,
                                              .unpublished = unpublished,
@@ -105,16 +114,20 @@ enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir, stru
     if (rc == AB_OK && r->webhook != NULL)
         analyze_webhook_notify(r->webhook, summary);
     json_decref(summary);
+    if (ev.clickhouse != NULL)
+        analyze_events_close(&ev);
     ab_db_close(events);
     ab_db_close(control);
     return rc;
 }
 
 int cmd_report_attach(const struct cmd_report_flags *f, const char *data_dir,
-                      const struct ab_log *log, struct cmd_report *r)
+                      const struct cmd_events_store *store, const struct ab_log *log,
+                      struct cmd_report *r)
 {
     memset(r, 0, sizeof(*r));
     r->data_dir = data_dir;
+    r->store = store;
     struct ab_errinfo ei;
     char reports[4096];
     snprintf(reports, sizeof(reports), "%s/reports", data_dir);
@@ -155,15 +168,16 @@ void cmd_report_detach(struct cmd_report *r)
 int cmd_report_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_REPORT_OPTIONS,
+                                         {"events-store", required_argument, NULL, 'S'},
                                          {"date", required_argument, NULL, 'T'},
                                          {"out", required_argument, NULL, 'o'},
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_report_flags f = {.at_minute = -1};
-    const char *date = NULL, *out = NULL, *data_dir = "./data";
+    const char *date = NULL, *out = NULL, *data_dir = "./data", *events_store = NULL;
     int opt;
-    while ((opt = getopt_long(argc, argv, CMD_REPORT_OPTSTRING "T:o:D:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, CMD_REPORT_OPTSTRING "S:T:o:D:h", opts, NULL)) != -1) {
         int handled = cmd_report_flag(&f, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
@@ -175,6 +189,9 @@ int cmd_report_main(int argc, char **argv, struct ab_log *log)
             break;
         case 'o':
             out = optarg;
+            break;
+        case 'S':
+            events_store = optarg;
             break;
         case 'D':
             data_dir = optarg;
@@ -203,8 +220,10 @@ int cmd_report_main(int argc, char **argv, struct ab_log *log)
         snprintf(dir, sizeof(dir), "%s/reports/%s", data_dir, date);
         out = dir;
     }
+    struct cmd_events_store store;
     struct cmd_report r;
-    if (cmd_report_attach(&f, data_dir, log, &r) != 0)
+    if (cmd_events_store_init(&store, events_store, data_dir, "events-store") != 0 ||
+        cmd_report_attach(&f, data_dir, &store, log, &r) != 0)
         return CMD_EXIT_USAGE;
     int code = CMD_EXIT_OK;
     if (cmd_report_run(&r, day, out, &ei) != AB_OK) {

@@ -4,7 +4,8 @@
  * the snapshots it publishes (DATA_DIR/snapshots/current.db, re-read at once after each publish),
  * unless --snapshot-file or --snapshot-url point the node elsewhere, and a collector storing
  * events in DATA_DIR/events.db that checks ingest keys and experiments against the same local
- * snapshot. Results are computed from those events (the admin API's results endpoints).
+ * snapshot. Results are computed from those events, or from the ClickHouse they are forwarded
+ * to (the admin API's results endpoints, the schedule, the report).
  */
 #include <getopt.h>
 #include <stdatomic.h>
@@ -26,6 +27,8 @@ static void usage(FILE *out)
           "                 [--demo | --no-demo]\n"
           "                 [--forward clickhouse://HOST:PORT/DB [--outbox-max-events N]\n"
           "                  [--retention-days N] [--forward-batch N]]\n"
+          "                 [--events-store clickhouse://HOST:PORT/DB] [--analyze-every DURATION]\n"
+          "                 [--results-history-days N]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
           "Serves the admin API (see abacus web --help; the first start prints an admin key)\n"
@@ -37,7 +40,10 @@ static void usage(FILE *out)
           "or with --demo, demo experiments get 14 days of simulated traffic through the assign\n"
           "and collect APIs, then results; --no-demo never does. Writes the previous UTC day's\n"
           "results report into DIR/reports/ daily at --report-at (default 02:00 UTC; see abacus\n"
-          "web --help). Stops cleanly on SIGINT or SIGTERM.\n",
+          "web --help). Results are computed from DIR/events.db, or with --forward from the\n"
+          "ClickHouse events are forwarded to (--events-store names another), every\n"
+          "--analyze-every (default 1h; see abacus web --help). Stops cleanly on SIGINT or\n"
+          "SIGTERM.\n",
           out);
 }
 
@@ -97,7 +103,7 @@ static void start_demo(void *data, uint16_t port)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
-                                         CMD_REPORT_OPTIONS, CMD_COLLECT_OPTIONS,
+                                         CMD_REPORT_OPTIONS, CMD_COLLECT_OPTIONS, CMD_RESULTS_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"demo", no_argument, NULL, 'E'},
                                          {"no-demo", no_argument, NULL, 'N'},
@@ -109,11 +115,13 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct cmd_web_flags wflags = {0};
     struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
     struct cmd_collect_flags colflags = {.retention_days = -1};
+    struct cmd_results_flags resflags = {.every_s = -1};
     int demo = 0; /* 1: --demo, -1: --no-demo, 0: only on a first start */
     int opt;
     while ((opt = getopt_long(argc, argv,
                               CMD_SERVER_OPTSTRING CMD_ASSIGN_OPTSTRING CMD_WEB_OPTSTRING
-                                  CMD_REPORT_OPTSTRING CMD_COLLECT_OPTSTRING "D:ENh",
+                                  CMD_REPORT_OPTSTRING CMD_COLLECT_OPTSTRING
+                                      CMD_RESULTS_OPTSTRING "D:ENh",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
@@ -124,6 +132,8 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
             handled = cmd_report_flag(&rflags, opt, optarg);
         if (handled == 0)
             handled = cmd_collect_flag(&colflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_results_flag(&resflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -177,6 +187,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     struct collect_node *collector = NULL;
     struct up_follow follow = {NULL, NULL};
     struct cmd_report report = {0};
+    struct cmd_results results = {0};
     struct web_demo *wdemo = NULL;
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
@@ -184,10 +195,11 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &web) != 0 ||
+    if (cmd_web_attach(&wflags, data_dir, log, srv, on_publish, &follow, &results, &web) != 0 ||
+        cmd_results_attach(&resflags, colflags.forward, data_dir, log, srv, &results) != 0 ||
         cmd_assign_attach(&aflags, log, srv, &node) != 0 ||
         cmd_collect_attach(events_db, &colflags, &cflags, log, srv, &collector) != 0 ||
-        cmd_report_attach(&rflags, data_dir, log, &report) != 0)
+        cmd_report_attach(&rflags, data_dir, &results.store, log, &report) != 0)
         goto Exit;
     atomic_store(&follow.node, node);
     atomic_store(&follow.collector, collector);
@@ -200,6 +212,7 @@ int cmd_up_main(int argc, char **argv, struct ab_log *log)
     code = cmd_serve_notify(srv, &flags, log, "up", wdemo != NULL ? start_demo : NULL, wdemo);
 Exit:
     cmd_report_detach(&report);
+    cmd_results_detach(&results);
     web_demo_free(wdemo); /* its requests fail fast now that the server is gone */
     atomic_store(&follow.node, NULL);
     atomic_store(&follow.collector, NULL);

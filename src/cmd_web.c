@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include "analyze.h"
 #include "cmd.h"
 #include "web.h"
 
@@ -14,6 +15,8 @@ static void usage(FILE *out)
     fputs("usage: abacus web [--data-dir DIR] [--keep-snapshots N] [--publish-debounce-ms MS]\n"
           "                  [--manifest-max-age S] [--listen ADDR] [--port N] [--threads N]\n"
           "                  [--port-file PATH] [--report-at HH:MM|off] [--report-webhook URL]\n"
+          "                  [--events-store clickhouse://HOST:PORT/DB] [--analyze-every DURATION]\n"
+          "                  [--results-history-days N]\n"
           "Serves the admin API under /api/v1/ (Authorization: Bearer <admin key>; the first\n"
           "start creates one, prints it and writes DIR/admin.key) and publishes snapshots at\n"
           "GET /v1/snapshots/latest and /v1/snapshots/{version}.db, automatically MS ms after\n"
@@ -22,7 +25,11 @@ static void usage(FILE *out)
           "(default 0: no-cache, so mirrors revalidate every poll). Writes the results report\n"
           "of the previous UTC day into DIR/reports/ every day at --report-at (default 02:00\n"
           "UTC; a missed one at start) and POSTs its summary to --report-webhook (see\n"
-          "abacus report --help and docs/operations.md).\n",
+          "abacus report --help and docs/operations.md). Results are computed from the events\n"
+          "in DIR/events.db, or in ClickHouse with --events-store (the results API, Update\n"
+          "results, the schedule and the report all read it), for every running experiment\n"
+          "every --analyze-every (default 1h, spread over the interval; 0 turns it off), and\n"
+          "kept as a history for --results-history-days (default 90).\n",
           out);
 }
 
@@ -42,9 +49,24 @@ int cmd_web_flag(struct cmd_web_flags *f, int opt, const char *arg)
     }
 }
 
+/* web_results_cb over the results service (a struct cmd_results). */
+static enum ab_err results_cb(void *data, const char *key, enum web_results_ask ask,
+                              int64_t as_of_ms, json_t **out, struct ab_errinfo *ei)
+{
+    const struct cmd_results *r = data;
+    switch (ask) {
+    case WEB_RESULTS_RECOMPUTE:
+        return analyze_refresh_now(r->refresh, key, out, ei);
+    case WEB_RESULTS_HISTORY:
+        return analyze_refresh_history(r->refresh, key, out, ei);
+    default:
+        return analyze_refresh_get(r->refresh, key, as_of_ms, out, ei);
+    }
+}
+
 int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const struct ab_log *log,
                    struct ab_http_server *srv, void (*on_publish)(void *, const char *, int64_t),
-                   void *data, struct web **out)
+                   void *data, struct cmd_results *results, struct web **out)
 {
     struct web_config cfg = {.data_dir = data_dir,
                              .keep_snapshots = (int)f->keep_snapshots,
@@ -55,8 +77,8 @@ int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const st
                              .on_publish = on_publish,
                              .on_publish_data = data,
                              .announce = stdout,
-                             .results = cmd_analyze_results,
-                             .results_data = (void *)data_dir};
+                             .results = results != NULL ? results_cb : NULL,
+                             .results_data = results};
     struct ab_errinfo ei;
     *out = NULL;
     if (web_new(&cfg, out, &ei) != AB_OK || web_mount(*out, srv, &ei) != AB_OK ||
@@ -70,22 +92,27 @@ int cmd_web_attach(const struct cmd_web_flags *f, const char *data_dir, const st
 int cmd_web_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_WEB_OPTIONS, CMD_REPORT_OPTIONS,
+                                         CMD_RESULTS_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     struct cmd_server_flags flags = {.port = 8080};
     struct cmd_web_flags wflags = {0};
     struct cmd_report_flags rflags = {.at_minute = CMD_REPORT_AT_DEFAULT};
+    struct cmd_results_flags resflags = {.every_s = -1};
     const char *data_dir = "./data";
     int opt;
     while ((opt = getopt_long(argc, argv,
-                              CMD_SERVER_OPTSTRING CMD_WEB_OPTSTRING CMD_REPORT_OPTSTRING "D:h",
+                              CMD_SERVER_OPTSTRING CMD_WEB_OPTSTRING CMD_REPORT_OPTSTRING
+                                  CMD_RESULTS_OPTSTRING "D:h",
                               opts, NULL)) != -1) {
         int handled = cmd_server_flag(&flags, opt, optarg);
         if (handled == 0)
             handled = cmd_web_flag(&wflags, opt, optarg);
         if (handled == 0)
             handled = cmd_report_flag(&rflags, opt, optarg);
+        if (handled == 0)
+            handled = cmd_results_flag(&resflags, opt, optarg);
         if (handled < 0)
             return CMD_EXIT_USAGE;
         if (handled)
@@ -108,18 +135,21 @@ int cmd_web_main(int argc, char **argv, struct ab_log *log)
     struct ab_http_server *srv = NULL;
     struct web *web = NULL;
     struct cmd_report report = {0};
+    struct cmd_results results = {0};
     struct ab_errinfo ei;
     int code = CMD_EXIT_FAIL;
     if (ab_http_server_new(&cfg, &srv, &ei) != AB_OK) {
         fprintf(stderr, "abacus: %s\n", ei.message);
         goto Exit;
     }
-    if (cmd_web_attach(&wflags, data_dir, log, srv, NULL, NULL, &web) == 0 &&
-        cmd_report_attach(&rflags, data_dir, log, &report) == 0)
+    if (cmd_web_attach(&wflags, data_dir, log, srv, NULL, NULL, &results, &web) == 0 &&
+        cmd_results_attach(&resflags, NULL, data_dir, log, srv, &results) == 0 &&
+        cmd_report_attach(&rflags, data_dir, &results.store, log, &report) == 0)
         code = cmd_serve(srv, &flags, log, "web");
 Exit:
     cmd_report_detach(&report);
     web_stop(web);
+    cmd_results_detach(&results);
     ab_http_server_free(srv);
     web_free(web);
     return code;

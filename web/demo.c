@@ -374,8 +374,8 @@ static void *demo_main(void *arg)
         struct ab_errinfo ei;
         json_t *out = NULL;
         if (d->w->cfg.results == NULL ||
-            d->w->cfg.results(d->w->cfg.results_data, EXPERIMENTS[i].key, 1, &out, &ei) !=
-                AB_OK) {
+            d->w->cfg.results(d->w->cfg.results_data, EXPERIMENTS[i].key, WEB_RESULTS_RECOMPUTE, 0,
+                              &out, &ei) != AB_OK) {
             AB_LOG_W(log, "demo_analysis_failed", "experiment=%s", EXPERIMENTS[i].key);
             ok = 0;
         }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "api.h"
 
 static void set_etag_version(struct ab_http_req *req, const json_t *exp)
@@ -189,33 +190,65 @@ static void transition(struct ab_http_req *req, struct web *w, const char *actio
     web_send_result(req, rc, 200, out, &ei);
 }
 
-/* The stored results (GET .../results) or recomputed ones (POST .../analyze), from the analysis. */
-static void results(struct ab_http_req *req, struct web *w, int recompute)
+/* "2026-12-07T10:00:00Z" or ms since the epoch -> ms; -1 when neither. */
+static int64_t parse_as_of(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long ms = strtoll(s, &end, 10);
+    if (errno == 0 && end != s && *end == '\0' && ms > 0)
+        return ms;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL || (strcmp(rest, "Z") != 0 && strcmp(rest, "") != 0))
+        return -1;
+    return (int64_t)timegm(&tm) * 1000 + 999; /* the whole second */
+}
+
+/*
+ * The results from the analysis: stored (GET .../results, ?as_of= for an earlier computation),
+ * recomputed (POST .../analyze) or the list of kept computations (GET .../results/history).
+ */
+static void results(struct ab_http_req *req, struct web *w, enum web_results_ask ask)
 {
     struct web_actor who;
-    if (web_begin(req, w, &who, recompute ? WEB_ROLE_EDITOR : WEB_ROLE_VIEWER) == NULL)
+    if (web_begin(req, w, &who,
+                  ask == WEB_RESULTS_RECOMPUTE ? WEB_ROLE_EDITOR : WEB_ROLE_VIEWER) == NULL)
         return;
     if (w->cfg.results == NULL) {
         ab_http_send_error(req, AB_ERR_UNAVAILABLE, NULL, "this server does not analyse results");
         return;
     }
+    int64_t as_of = 0;
+    const char *a = ab_url_query_get(ab_http_query(req), "as_of");
+    if (a != NULL && ask == WEB_RESULTS_STORED && (as_of = parse_as_of(a)) < 0) {
+        ab_http_send_error(req, AB_ERR_INVALID_FIELD, "as_of",
+                           "must be a time such as 2026-12-07T10:00:00Z, or ms since the epoch");
+        return;
+    }
     json_t *out = NULL;
     struct ab_errinfo ei;
     enum ab_err rc =
-        w->cfg.results(w->cfg.results_data, ab_http_param(req, "key"), recompute, &out, &ei);
+        w->cfg.results(w->cfg.results_data, ab_http_param(req, "key"), ask, as_of, &out, &ei);
     web_send_result(req, rc, 200, out, &ei);
 }
 
 static void handle_results(struct ab_http_req *req, void *data)
 {
-    results(req, data, 0);
+    results(req, data, WEB_RESULTS_STORED);
+}
+
+static void handle_results_history(struct ab_http_req *req, void *data)
+{
+    results(req, data, WEB_RESULTS_HISTORY);
 }
 
 static void handle_experiment_action(struct ab_http_req *req, void *data)
 {
     const char *action = ab_http_param(req, "action");
     if (strcmp(action, "analyze") == 0) {
-        results(req, data, 1);
+        results(req, data, WEB_RESULTS_RECOMPUTE);
         return;
     }
     if (strcmp(action, "start") != 0 && strcmp(action, "pause") != 0 &&
@@ -242,6 +275,7 @@ enum ab_err web_experiment_mount(struct web *w, struct ab_http_server *srv, stru
         {"DELETE", "/api/v1/experiments/{key}", handle_experiment_delete, 0},
         {"POST", "/api/v1/experiments/{key}/{action}", handle_experiment_action, 0},
         {"GET", "/api/v1/experiments/{key}/results", handle_results, 0},
+        {"GET", "/api/v1/experiments/{key}/results/history", handle_results_history, 0},
     };
     return WEB_ROUTES_MOUNT(w, srv, ROUTES, ei);
 }

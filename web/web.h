@@ -21,14 +21,20 @@
 
 struct web;
 
+/* What a results request asks the analysis for. */
+enum web_results_ask {
+    WEB_RESULTS_STORED,    /* the stored results (as_of_ms 0), or those kept at as_of_ms */
+    WEB_RESULTS_RECOMPUTE, /* computed now from the events store, stored, answered */
+    WEB_RESULTS_HISTORY,   /* the list of kept computations */
+};
+
 /*
  * The analysis, wired in by main (components do not include each other): experiment key's
- * results, as stored (recompute 0) or computed now from every event stored so far and stored
- * (recompute 1). *out is a new reference. Errors as analyze.h's (AB_ERR_NOT_FOUND: no experiment
- * or no results yet).
+ * results as ask says. *out is a new reference. Errors as analyze.h's (AB_ERR_NOT_FOUND: no
+ * experiment or no results yet; AB_ERR_UNAVAILABLE: the events store cannot be reached).
  */
-typedef enum ab_err (*web_results_cb)(void *data, const char *key, int recompute, json_t **out,
-                                      struct ab_errinfo *ei);
+typedef enum ab_err (*web_results_cb)(void *data, const char *key, enum web_results_ask ask,
+                                      int64_t as_of_ms, json_t **out, struct ab_errinfo *ei);
 
 /* Called after each publish with the path of the new snapshot file (for `abacus up`). */
 typedef void (*web_publish_cb)(void *data, const char *path, int64_t version);

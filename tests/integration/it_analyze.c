@@ -166,10 +166,12 @@ static void inside(const char *what, const json_t *interval, double value)
 }
 
 /* The results without computed_at, which differs between two computations. */
+/* The results without when and how they were computed (the API adds its refresh state). */
 static json_t *comparable(json_t *r)
 {
     json_t *c = json_deep_copy(r);
     json_object_del(c, "computed_at");
+    json_object_del(c, "refresh");
     return c;
 }
 
@@ -285,6 +287,14 @@ static void test_planted_effect(void **state)
                      200);
     assert_int_equal(call("GET", "/api/v1/experiments/checkout/results", g_admin, NULL, &stored),
                      200);
+    /* the API says when they were computed, and that the last attempt succeeded */
+    const json_t *refresh = json_object_get(stored, "refresh");
+    assert_true(json_is_object(refresh));
+    assert_string_equal(json_string_value(json_object_get(refresh, "computed_at")),
+                        json_string_value(json_object_get(stored, "computed_at")));
+    assert_true(json_is_false(json_object_get(refresh, "stale")));
+    assert_true(json_is_null(json_object_get(refresh, "error")));
+    assert_true(json_is_false(json_object_get(refresh, "running")));
     json_t *a = comparable(results), *b = comparable(api), *c = comparable(stored);
     assert_true(json_equal(a, b));
     assert_true(json_equal(b, c));
