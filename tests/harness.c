@@ -89,7 +89,7 @@ int http_read_response(int fd, struct http_response *out)
     memset(out, 0, sizeof(*out));
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
-    char *head_end = NULL;
+    size_t off = 0; /* where the body starts (an offset: buf moves as it grows); 0: not yet */
     long content_length = -1;
     while (1) {
         if (len + 4096 > cap) {
@@ -103,8 +103,10 @@ int http_read_response(int fd, struct http_response *out)
             break;
         len += (size_t)r;
         buf[len] = '\0';
-        if (head_end == NULL && (head_end = strstr(buf, "\r\n\r\n")) != NULL) {
+        const char *head_end = off == 0 ? strstr(buf, "\r\n\r\n") : NULL;
+        if (head_end != NULL) {
             size_t hl = (size_t)(head_end - buf) + 2;
+            off = hl + 2;
             if (hl >= sizeof(out->head))
                 hl = sizeof(out->head) - 1;
             memcpy(out->head, buf, hl);
@@ -113,16 +115,14 @@ int http_read_response(int fd, struct http_response *out)
             if (http_header(out, "content-length", v, sizeof(v)) != NULL)
                 content_length = strtol(v, NULL, 10);
         }
-        if (head_end != NULL && content_length >= 0 &&
-            len - (size_t)(head_end + 4 - buf) >= (size_t)content_length)
+        if (off != 0 && content_length >= 0 && len - off >= (size_t)content_length)
             break;
     }
-    if (head_end == NULL) {
+    if (off == 0) {
         free(buf);
         return -1;
     }
     sscanf(out->head, "HTTP/1.%*d %d", &out->status);
-    size_t off = (size_t)(head_end + 4 - buf);
     out->body_len = content_length >= 0 ? (size_t)content_length : len - off;
     if (out->body_len > len - off)
         out->body_len = len - off;

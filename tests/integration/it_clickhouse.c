@@ -6,7 +6,10 @@
  * ClickHouse stored it) is re-sent and still counted once; SIGKILLs in the middle of forwarding a
  * backlog lose and duplicate nothing. And the analysis: the same seeded events posted to a
  * collector that forwards them (with lost answers, so ClickHouse holds re-sent rows) give the
- * same aggregates and the same results JSON from SQLite and from ClickHouse.
+ * same aggregates and the same results JSON from SQLite and from ClickHouse. And the control
+ * plane on ClickHouse: abacus up forwarding there, its local events pruned, answers "Update
+ * results", the scheduled refresh and the nightly report from ClickHouse, equal to abacus analyze
+ * on SQLite over every event; with ClickHouse stopped the results stay, marked stale.
  */
 #include <arpa/inet.h>
 #include <math.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -148,9 +152,11 @@ static void wait_drained(uint16_t port, double forwarded)
             return;
         sleep_ms(100);
     }
-    fail_msg("the outbox did not drain: backlog %g, forwarded %g (want %g)",
+    static char log[16384];
+    abacus_log(&g_node, log, sizeof(log));
+    fail_msg("the outbox did not drain: backlog %g, forwarded %g (want %g); the node's log:\n%s",
              metric(port, "abacus_collect_forward_backlog_events"),
-             metric(port, "abacus_collect_forwarded_events_total"), forwarded);
+             metric(port, "abacus_collect_forwarded_events_total"), forwarded, log);
 }
 
 static void migrate(const char *db)
@@ -766,6 +772,264 @@ static void test_analysis_clickhouse_equals_sqlite(void **state)
     assert_int_equal(ch_query(&g_ch, "t_an", "SYSTEM START MERGES", NULL), 200);
 }
 
+/* ---------------------------------------------------------------- the control plane's store */
+
+/* An admin API call to up with the admin key; the answer's JSON (or NULL) into *out. */
+static int admin_call(uint16_t port, const char *key, const char *method, const char *path,
+                      json_t **out)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Authorization: Bearer %s\r\nContent-Length: 0\r\n\r\n",
+                     method, path, key);
+    struct http_response r;
+    assert_int_equal(http_raw(port, req, (size_t)n, &r), 0);
+    if (out != NULL) {
+        json_error_t jerr;
+        *out = json_loads(r.body, 0, &jerr);
+        if (*out == NULL)
+            fail_msg("%s %s: %d, not JSON (%s at %d) in %zu bytes: ...%.200s", method, path,
+                     r.status, jerr.text, jerr.position, r.body_len,
+                     r.body != NULL && (size_t)jerr.position < r.body_len + 100
+                         ? r.body + (jerr.position > 100 ? jerr.position - 100 : 0)
+                         : "");
+    }
+    int status = r.status;
+    http_response_free(&r);
+    return status;
+}
+
+/* A consistent copy of the SQLite database src at dst (sqlite3's online backup). */
+static void backup(const char *src, const char *dst)
+{
+    char cmd[2200];
+    snprintf(cmd, sizeof(cmd), ".backup '%s'", dst);
+    const char *argv[] = {"/usr/bin/sqlite3", src, cmd, NULL};
+    char out[4096];
+    if (run_command(argv, out, sizeof(out)) != 0)
+        fail_msg("sqlite3 .backup %s: %s", src, out);
+}
+
+/* results without when and how they were computed */
+static json_t *numbers(const json_t *r)
+{
+    json_t *c = json_deep_copy(r);
+    json_object_del(c, "computed_at");
+    json_object_del(c, "refresh");
+    return c;
+}
+
+static void expect_close(const json_t *got, const json_t *want, const char *what)
+{
+    json_t *a = numbers(got), *b = numbers(want);
+    char path[512] = "";
+    if (!json_close(a, b, path, sizeof(path)))
+        fail_msg("%s differs from abacus analyze on SQLite at %s", what,
+                 path[0] != '\0' ? path : "(top)");
+    json_decref(a);
+    json_decref(b);
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *buf = malloc((size_t)8 << 20);
+    size_t n = fread(buf, 1, ((size_t)8 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void report(const char *data_dir, const char *store, const char *out)
+{
+    const char *argv[] = {ABACUS_BIN,  "report", "--date", "2026-01-05", "--data-dir", data_dir,
+                          "--out",     out,      store != NULL ? "--events-store" : NULL,
+                          store,       NULL};
+    char buf[8192];
+    if (run_command(argv, buf, sizeof(buf)) != 0)
+        fail_msg("abacus report%s failed: %s", store != NULL ? " --events-store" : "", buf);
+}
+
+/*
+ * abacus up forwarding to ClickHouse, its local events pruned (as --retention-days does once
+ * they are forwarded): the results API, the scheduled refresh and the nightly report read
+ * ClickHouse and equal abacus analyze on SQLite over every event, to 1e-9; with ClickHouse down
+ * the stored results stay served, marked stale with the error, and the next update after it is
+ * back succeeds.
+ */
+static void test_up_results_from_clickhouse(void **state)
+{
+    (void)state;
+    migrate("t_up");
+    char url[200];
+    snprintf(url, sizeof(url), "%s", g_url);
+    abacus_cleanup(&g_node);
+    memset(&g_node, 0, sizeof(g_node));
+    assert_int_equal(make_temp_dir(g_node.dir), 0);
+    char data[600], control[700], events_db[700], full[600], path[800];
+    snprintf(data, sizeof(data), "%s/data", g_node.dir);
+    snprintf(control, sizeof(control), "%s/abacus.db", data);
+    snprintf(events_db, sizeof(events_db), "%s/events.db", data);
+    snprintf(full, sizeof(full), "%s/full", g_node.dir);
+    assert_int_equal(mkdir(data, 0700), 0);
+    assert_int_equal(mkdir(full, 0700), 0);
+    /* the experiment of write_control, running since 2026-01-01, and an ingest key */
+    write_control(control);
+    char hash[65], sql[400];
+    ab_snapshot_key_hash(KEY, hash);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO api_keys (kind, name, prefix, key_hash, created_by, created_at)"
+             " VALUES ('ingest', 'test', 'ing_test', '%s', 'test', 0)",
+             hash);
+    struct ab_db_options o = {.sync = AB_DB_SYNC_NORMAL};
+    struct ab_db *db;
+    struct ab_errinfo ei;
+    assert_int_equal(ab_db_open(control, &o, &db, &ei), AB_OK);
+    exec_ok(db, sql);
+    ab_db_close(db);
+    const char *args[] = {"up", "--data-dir", data, "--forward", url, "--forward-batch", "300",
+                          "--analyze-every", "2s", "--report-at", "off", "--threads", "2", NULL};
+    assert_int_equal(abacus_spawn(&g_node, args), 0);
+    char admin[256];
+    snprintf(path, sizeof(path), "%s/admin.key", data);
+    char *k = read_all(path);
+    assert_non_null(k);
+    snprintf(admin, sizeof(admin), "%.*s", (int)strcspn(k, "\r\n"), k);
+    free(k);
+    /* the collector is ready once the first snapshot (with the ingest key) is published */
+    for (int i = 0; i < 100; i++) {
+        struct http_response r;
+        assert_int_equal(http_do(g_node.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
+        int ok = r.status == 200;
+        http_response_free(&r);
+        if (ok)
+            break;
+        sleep_ms(100);
+    }
+    json_t *events = generate_events();
+    size_t n = json_array_size(events);
+    for (size_t i = 0; i < n; i += 500)
+        post_json(g_node.port, events, i, i + 500 < n ? i + 500 : n);
+    json_decref(events);
+    wait_drained(g_node.port, (double)n);
+    /* every event, kept aside; then the local copy pruned as retention prunes forwarded ones */
+    char copy[700];
+    snprintf(copy, sizeof(copy), "%s/events.db", full);
+    backup(events_db, copy);
+    snprintf(copy, sizeof(copy), "%s/abacus.db", full);
+    backup(control, copy);
+    const char *del[] = {"/usr/bin/sqlite3", events_db, ".timeout 10000", "DELETE FROM events", NULL};
+    char out[4096];
+    if (run_command(del, out, sizeof(out)) != 0)
+        fail_msg("pruning the local events: %s", out);
+
+    /* "Update results": from ClickHouse, equal to SQLite over every event */
+    json_t *api = NULL;
+    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &api),
+                     200);
+    const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", full, "--experiment", "exp",
+                          "--json", NULL};
+    size_t cap = (size_t)8 << 20;
+    char *cli_out = malloc(cap);
+    if (run_command(argv, cli_out, cap) != 0)
+        fail_msg("abacus analyze on the full copy: %s", cli_out);
+    json_t *want = json_loads(strchr(cli_out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    free(cli_out);
+    assert_non_null(want);
+    const json_t *units = json_object_get(json_object_get(want, "units"), "by_variant");
+    assert_true(json_integer_value(json_object_get(units, "control")) > 100);
+    expect_close(api, want, "POST .../analyze");
+    json_t *local = NULL;
+    assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &local),
+                     200);
+    expect_close(local, want, "GET .../results");
+    const char *first = json_string_value(json_object_get(api, "computed_at"));
+    assert_non_null(first);
+
+    /* the schedule (every 2 s) recomputes it from ClickHouse too */
+    json_t *scheduled = NULL;
+    for (int i = 0; i < 150 && scheduled == NULL; i++) {
+        sleep_ms(100);
+        json_t *r = NULL;
+        assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &r),
+                         200);
+        const char *at = json_string_value(json_object_get(r, "computed_at"));
+        if (at == NULL)
+            fail_msg("GET .../results answered no computed_at: %s",
+                     r != NULL ? json_dumps(r, JSON_COMPACT) : "(not JSON)");
+        if (strcmp(at, first) != 0)
+            scheduled = r;
+        else
+            json_decref(r);
+    }
+    if (scheduled == NULL)
+        fail_msg("no scheduled refresh within 15 s");
+    expect_close(scheduled, want, "the scheduled refresh");
+    assert_true(json_is_false(json_object_get(json_object_get(scheduled, "refresh"), "stale")));
+    json_t *hist = NULL;
+    assert_int_equal(
+        admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results/history", &hist),
+        200);
+    assert_true(json_array_size(json_object_get(hist, "history")) >= 2);
+    json_decref(hist);
+
+    /* the nightly report from ClickHouse is the report from every event (numbers to 1e-9) */
+    char rep_ch[700], rep_sqlite[700], file_a[800], file_b[800];
+    snprintf(rep_ch, sizeof(rep_ch), "%s/report-ch", g_node.dir);
+    snprintf(rep_sqlite, sizeof(rep_sqlite), "%s/report-sqlite", g_node.dir);
+    report(data, url, rep_ch);
+    report(full, NULL, rep_sqlite);
+    snprintf(file_a, sizeof(file_a), "%s/report.json", rep_ch);
+    snprintf(file_b, sizeof(file_b), "%s/report.json", rep_sqlite);
+    json_t *ra = json_load_file(file_a, 0, NULL), *rb = json_load_file(file_b, 0, NULL);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    assert_true(json_array_size(json_object_get(rb, "experiments")) == 1);
+    char where[512] = "";
+    if (!json_close(ra, rb, where, sizeof(where)))
+        fail_msg("the report from ClickHouse differs from the one from SQLite at %s",
+                 where[0] != '\0' ? where : "(top)");
+    json_decref(ra);
+    json_decref(rb);
+
+    /* ClickHouse down: the results stay, stale with the error; the update is refused, not hung */
+    ch_stop(&g_ch);
+    json_t *err = NULL;
+    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &err),
+                     503);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(err, "error"), "code")), "unavailable");
+    json_decref(err);
+    json_t *stale = NULL;
+    assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &stale),
+                     200);
+    const json_t *rf = json_object_get(stale, "refresh");
+    assert_true(json_is_true(json_object_get(rf, "stale")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(rf, "error"), "code")),
+                        "unavailable");
+    expect_close(stale, want, "the stale results");
+    json_decref(stale);
+    assert_int_equal(ch_start(&g_ch), 0);
+    json_t *back = NULL;
+    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &back),
+                     200);
+    assert_true(json_is_false(json_object_get(json_object_get(back, "refresh"), "stale")));
+    expect_close(back, want, "the update after ClickHouse is back");
+    json_decref(back);
+    double runs = metric(g_node.port, "abacus_analyze_runs_total{trigger=\"schedule\"}");
+    double failures = metric(g_node.port, "abacus_analyze_failures_total{trigger=\"request\"}");
+    assert_true(runs >= 1);
+    assert_true(failures >= 1);
+    assert_int_equal(abacus_stop(&g_node, SIGTERM, 20000), 0);
+    json_decref(scheduled);
+    json_decref(local);
+    json_decref(api);
+    json_decref(want);
+}
+
 /* Applies migrations/clickhouse/cluster/events_distributed.sql to s ({db} t_dist, {cluster}). */
 static void apply_cluster_ddl(const struct ch_server *s)
 {
@@ -893,6 +1157,7 @@ int main(void)
         cmocka_unit_test(test_lost_answer_resent_counted_once),
         cmocka_unit_test(test_sigkill_mid_forward),
         cmocka_unit_test(test_analysis_clickhouse_equals_sqlite),
+        cmocka_unit_test(test_up_results_from_clickhouse),
         cmocka_unit_test(test_two_shards_distributed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -179,31 +179,75 @@ async function detailPage(key) {
     h('dt', {}, 'Planned sample size'), h('dd', {}, e.planned_sample_size === null ? '–' : String(e.planned_sample_size)),
     h('dt', {}, 'Overrides'), h('dd', {}, Object.keys(e.overrides || {}).length ? Object.entries(e.overrides).map(([u, v]) => `${u} → ${v}`).join(', ') : '–'));
   const resultsBox = h('div', { id: 'results' }, h('p', { class: 'muted' }, 'Loading results…'));
+  const path = `/api/v1/experiments/${enc(key)}/results`;
+  const history = h('select', { id: 'results-history', 'aria-label': 'Results as of', hidden: true,
+    onchange: async () => {
+      try {
+        showResults(resultsBox, await get(history.value ? `${path}?as_of=${history.value}` : path), null);
+      } catch (err) { showResults(resultsBox, null, err); }
+    } });
+  const loadHistory = async () => {
+    try {
+      const hist = (await get(`${path}/history`)).history;
+      clear(history).appendChild(h('option', { value: '' }, 'latest'));
+      for (const c of hist.slice(1)) history.appendChild(h('option', { value: String(c.computed_at_ms) }, `as of ${fmtTime(c.computed_at_ms)}`));
+      history.hidden = hist.length < 2;
+    } catch (err) { history.hidden = true; }
+  };
   const update = can('editor') ? h('button', { id: 'update-results', onclick: async () => {
     update.disabled = true;
     try {
       const res = await api('POST', `/api/v1/experiments/${enc(key)}/analyze`);
       showResults(resultsBox, res.data, null);
-    } catch (err) { showResults(resultsBox, null, err); }
+    } catch (err) {
+      // the analysis failed (the events store may be unreachable): the stored results stay
+      let stored = null;
+      try { stored = await get(path); } catch (e2) { /* none stored */ }
+      showResults(resultsBox, stored, err);
+    }
+    history.value = '';
+    await loadHistory();
     update.disabled = false;
   } }, 'Update results') : null;
   page(`Experiment ${e.key}`, actions, info,
-    h('h2', {}, 'Results ', update),
+    h('h2', {}, 'Results ', update, ' ', history),
     resultsBox,
     h('p', {}, h('a', { href: `#/audit?entity_type=experiment&entity_key=${enc(key)}` }, 'History of this experiment')));
   try {
-    showResults(resultsBox, await get(`/api/v1/experiments/${enc(key)}/results`), null);
+    showResults(resultsBox, await get(path), null);
   } catch (err) { showResults(resultsBox, null, err); }
+  await loadHistory();
+}
+
+// When the shown results were computed, when they refresh next, and whether they are stale.
+function refreshInfo(r) {
+  if (!r) return null;
+  const parts = [];
+  if (r.computed_at) parts.push(`computed ${fmtTime(r.computed_at)}`);
+  if (r.running) parts.push('an update is running');
+  else if (r.next_at) parts.push(`next update ${fmtTime(r.next_at)}`);
+  else parts.push('not updated automatically');
+  const line = h('p', { class: 'muted', 'data-field': 'refresh' }, parts.join(' · '));
+  if (!r.stale) return line;
+  const err = r.error || {};
+  return h('div', {}, line, h('div', { class: 'banner warning', 'data-banner': 'stale' },
+    h('strong', {}, 'These results are stale. '),
+    `The last update${r.attempted_at ? ` (${fmtTime(r.attempted_at)})` : ''} failed: ${err.message || err.code || 'unknown error'}. ` +
+    'They are the last results computed; the update is retried automatically.'));
 }
 
 function showResults(box, results, err) {
   clear(box);
-  if (err && err.status === 404) {
+  if (err && err.status === 404 && !results) {
     box.appendChild(h('p', { class: 'empty', 'data-empty': 'no-results' },
       'No results yet: the analysis has not run for this experiment (it needs the experiment to have started and events to be collected). “Update results” runs it now.'));
-  } else if (err) {
-    box.appendChild(errorBox(err));
-  } else {
+    if (err.message && err.message.includes('failed')) box.appendChild(errorBox(err));
+    return;
+  }
+  if (err) box.appendChild(errorBox(err));
+  if (results) {
+    const info = refreshInfo(results.refresh);
+    if (info) box.appendChild(info);
     box.appendChild(renderResults(results));
   }
 }
