@@ -41,9 +41,13 @@ static enum ab_err results_as_of(struct ab_db *control, const struct analyze_eve
     struct analyze_agg *agg = NULL;
     enum ab_err rc = options_of(settings, now_ms, &opt, ei);
     if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
-        (rc = events->clickhouse != NULL
-                  ? analyze_ch_aggregate(events->clickhouse, def, now_ms, &agg, ei)
-                  : analyze_sql_aggregate(events->sqlite, def, now_ms, &agg, ei)) != AB_OK)
+        (rc = events->clickhouse == NULL
+                  ? analyze_sql_aggregate(events->sqlite, def, now_ms, &agg, ei)
+              : events->nshards > 1
+                  ? analyze_ch_aggregate(events->shards, events->nshards, "events_local", def,
+                                         now_ms, &agg, ei)
+                  : analyze_ch_aggregate(&events->clickhouse, 1, "events", def, now_ms, &agg,
+                                         ei)) != AB_OK)
         goto Exit;
     *results = analyze_results(def, agg, &opt);
     *phase = def->phase;
@@ -88,7 +92,7 @@ enum ab_err analyze_experiment(struct ab_db *control, struct ab_db *events, cons
                                int64_t now_ms, const struct analyze_settings *settings,
                                json_t **results, struct ab_errinfo *ei)
 {
-    struct analyze_events ev = {events, NULL};
+    struct analyze_events ev = {.sqlite = events};
     return analyze_experiment_in(control, &ev, key, now_ms, settings, results, ei);
 }
 
@@ -127,9 +131,22 @@ enum ab_err analyze_events_open(const struct analyze_store *store, struct analyz
                                 struct ab_errinfo *ei)
 {
     memset(ev, 0, sizeof(*ev));
-    if (store->clickhouse != NULL)
-        return ab_ch_new(store->clickhouse, store->timeout_ms > 0 ? store->timeout_ms : 600000,
-                         &ev->clickhouse, ei);
+    if (store->clickhouse != NULL) {
+        size_t n = store->nclickhouse > 0 ? store->nclickhouse : 1;
+        for (size_t i = 0; i < n && i < ANALYZE_SHARDS_MAX; i++) {
+            enum ab_err rc = ab_ch_new(&store->clickhouse[i],
+                                       store->timeout_ms > 0 ? store->timeout_ms : 600000,
+                                       &ev->shards[i], ei);
+            if (rc != AB_OK) {
+                analyze_events_close(ev);
+                return rc;
+            }
+            ab_ch_set_max_memory(ev->shards[i], ANALYZE_CH_MAX_MEMORY);
+            ev->nshards = i + 1;
+        }
+        ev->clickhouse = ev->shards[0];
+        return AB_OK;
+    }
     if (access(store->events_db, F_OK) != 0)
         return ab_fail(ei, AB_ERR_UNAVAILABLE, NULL,
                        "no events database at %s (events are collected by abacus up or abacus "
@@ -142,7 +159,9 @@ enum ab_err analyze_events_open(const struct analyze_store *store, struct analyz
 void analyze_events_close(struct analyze_events *ev)
 {
     ab_db_close(ev->sqlite);
-    ab_ch_free(ev->clickhouse);
-    ev->sqlite = NULL;
-    ev->clickhouse = NULL;
+    if (ev->nshards == 0)
+        ab_ch_free(ev->clickhouse);
+    for (size_t i = 0; i < ev->nshards; i++)
+        ab_ch_free(ev->shards[i]);
+    memset(ev, 0, sizeof(*ev));
 }

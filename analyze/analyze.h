@@ -24,10 +24,21 @@ struct analyze_settings {
 struct ab_ch;
 struct ab_ch_url;
 
-/* Where the events are: a collector's SQLite events database, or ClickHouse (one of the two). */
+#define ANALYZE_SHARDS_MAX 16
+/* max_memory_usage of each ClickHouse query of an analysis (docs/scaling.md), bytes */
+#define ANALYZE_CH_MAX_MEMORY ((int64_t)3 << 29) /* 1.5 GiB */
+
+/*
+ * Where the events are: a collector's SQLite events database, or ClickHouse (one of the two):
+ * one server's events table (migrations/clickhouse/; also a Distributed table named events), or
+ * with nshards > 1 the events_local table of every shard of a cluster sharded by unit
+ * (migrations/clickhouse/cluster/), each aggregated where it is and the sums added here.
+ */
 struct analyze_events {
     struct ab_db *sqlite;
-    struct ab_ch *clickhouse; /* its events table (migrations/clickhouse/) */
+    struct ab_ch *clickhouse;                     /* the first (or only) server */
+    struct ab_ch *shards[ANALYZE_SHARDS_MAX];    /* with nshards > 1: every shard */
+    size_t nshards;
 };
 
 /*
@@ -37,7 +48,8 @@ struct analyze_events {
  */
 struct analyze_store {
     const char *events_db;
-    const struct ab_ch_url *clickhouse;
+    const struct ab_ch_url *clickhouse; /* nclickhouse URLs: one server, or a cluster's shards */
+    size_t nclickhouse;
     long timeout_ms; /* per ClickHouse query; 0 = 600000 */
 };
 

@@ -178,9 +178,9 @@ struct ab_ch;
  * floating-point rounding. Errors: AB_ERR_UNAVAILABLE (ClickHouse unreachable), AB_ERR_STORAGE
  * (a query failed), AB_ERR_INVALID_JSON (an answer that is not JSONEachRow).
  */
-enum ab_err analyze_ch_aggregate(struct ab_ch *ch, const struct analyze_experiment_def *def,
-                                 int64_t through_ms, struct analyze_agg **out,
-                                 struct ab_errinfo *ei);
+enum ab_err analyze_ch_aggregate(struct ab_ch *const *shards, size_t nshards, const char *table,
+                                 const struct analyze_experiment_def *def, int64_t through_ms,
+                                 struct analyze_agg **out, struct ab_errinfo *ei);
 
 /*
  * Stores results (JSON text) for (experiment, phase), replacing an earlier computation, adds them

@@ -34,28 +34,32 @@ static int64_t integer(const json_t *row, const char *key)
 }
 
 /* The exposures of the phase: WHERE clause shared by the unit queries. */
-static void exposures_where(struct q *q, const struct analyze_experiment_def *d, int64_t through)
+static void exposures_where(struct q *q, const char *table, const struct analyze_experiment_def *d,
+                            int64_t through)
 {
-    ab_ch_appendf(&q->s, &q->len, " FROM events WHERE type = 'exposure' AND experiment = ");
+    ab_ch_appendf(&q->s, &q->len, " FROM %s WHERE type = 'exposure' AND experiment = ", table);
     ab_ch_append_quoted(&q->s, &q->len, d->key);
     ab_ch_appendf(&q->s, &q->len, " AND ts >= %lld AND ts < %lld", (long long)d->phase_start_ms,
                   (long long)through);
 }
 
 /* (u, t0, v): each analysed unit (one variant only), its first exposure and variant. */
-static void units(struct q *q, const struct analyze_experiment_def *d, int64_t through)
+static void units(struct q *q, const char *table, const struct analyze_experiment_def *d,
+                  int64_t through)
 {
     ab_ch_appendf(&q->s, &q->len, "(SELECT unit AS u, min(ts) AS t0, min(variant) AS v");
-    exposures_where(q, d, through);
+    exposures_where(q, table, d, through);
     ab_ch_appendf(&q->s, &q->len, " GROUP BY unit HAVING min(variant) = max(variant))");
 }
 
 /* (id, u, mt, t, val): metric events named a (or b, when not NULL) before through, one per id. */
-static void metric_events(struct q *q, const char *a, const char *b, int64_t through)
+static void metric_events(struct q *q, const char *table, const char *a, const char *b,
+                          int64_t through)
 {
     ab_ch_appendf(&q->s, &q->len,
                   "(SELECT id, any(unit) AS u, any(metric) AS mt, any(ts) AS t, any(value) AS val"
-                  " FROM events WHERE type = 'metric' AND metric IN (");
+                  " FROM %s WHERE type = 'metric' AND metric IN (",
+                  table);
     ab_ch_append_quoted(&q->s, &q->len, a);
     if (b != NULL) {
         ab_ch_appendf(&q->s, &q->len, ", ");
@@ -65,14 +69,14 @@ static void metric_events(struct q *q, const char *a, const char *b, int64_t thr
 }
 
 /* (u, x): the covariate of metric m, each unit's value in the lookback before its exposure. */
-static void covariate(struct q *q, const struct analyze_experiment_def *d,
+static void covariate(struct q *q, const char *table, const struct analyze_experiment_def *d,
                       const struct analyze_metric_def *m, int64_t through)
 {
     ab_ch_appendf(&q->s, &q->len, "(SELECT u, if(%d, 1., sum(val)) AS x FROM ",
                   m->type == ANALYZE_BINOMIAL);
-    metric_events(q, m->event, NULL, through);
+    metric_events(q, table, m->event, NULL, through);
     ab_ch_appendf(&q->s, &q->len, " ALL INNER JOIN ");
-    units(q, d, through);
+    units(q, table, d, through);
     ab_ch_appendf(&q->s, &q->len, " USING u WHERE t >= t0 - %lld AND t < t0 GROUP BY u)",
                   (long long)ANALYZE_CUPED_LOOKBACK_MS);
 }
@@ -87,14 +91,15 @@ static enum ab_err run(struct ab_ch *ch, struct q *q, json_t **rows, struct ab_e
     return rc;
 }
 
-static enum ab_err fill_units(struct ab_ch *ch, const struct analyze_experiment_def *d,
-                              int64_t through, struct analyze_agg *a, struct ab_errinfo *ei)
+static enum ab_err fill_units(struct ab_ch *ch, const char *table,
+                              const struct analyze_experiment_def *d, int64_t through,
+                              struct analyze_agg *a, struct ab_errinfo *ei)
 {
     struct q q = {NULL, 0};
     ab_ch_appendf(&q.s, &q.len,
                   "SELECT v, multi, count() AS n, max(t1) AS last FROM (SELECT unit, max(ts) AS t1,"
                   " min(variant) AS v, toUInt8(min(variant) != max(variant)) AS multi");
-    exposures_where(&q, d, through);
+    exposures_where(&q, table, d, through);
     ab_ch_appendf(&q.s, &q.len, " GROUP BY unit) GROUP BY v, multi");
     json_t *rows;
     enum ab_err rc = run(ch, &q, &rows, ei);
@@ -120,9 +125,9 @@ static enum ab_err fill_units(struct ab_ch *ch, const struct analyze_experiment_
 }
 
 /* Units entering each (variant, day), with their covariate sums. */
-static enum ab_err fill_entries(struct ab_ch *ch, const struct analyze_experiment_def *d,
-                                size_t metric, int64_t through, struct analyze_agg *a,
-                                struct ab_errinfo *ei)
+static enum ab_err fill_entries(struct ab_ch *ch, const char *table,
+                                const struct analyze_experiment_def *d, size_t metric,
+                                int64_t through, struct analyze_agg *a, struct ab_errinfo *ei)
 {
     const struct analyze_metric_def *m = &d->metrics[metric];
     struct q q = {NULL, 0};
@@ -131,16 +136,16 @@ static enum ab_err fill_entries(struct ab_ch *ch, const struct analyze_experimen
                       "SELECT v, intDiv(t0 - %lld, %lld) AS day, count() AS n, sum(x) AS sx,"
                       " sum(x * x) AS sxx FROM ",
                       (long long)d->phase_start_ms, ANALYZE_DAY_MS);
-        units(&q, d, through);
+        units(&q, table, d, through);
         ab_ch_appendf(&q.s, &q.len, " ANY LEFT JOIN ");
-        covariate(&q, d, m, through);
+        covariate(&q, table, d, m, through);
         ab_ch_appendf(&q.s, &q.len, " USING u GROUP BY v, day");
     } else {
         ab_ch_appendf(&q.s, &q.len,
                       "SELECT v, intDiv(t0 - %lld, %lld) AS day, count() AS n, 0. AS sx,"
                       " 0. AS sxx FROM ",
                       (long long)d->phase_start_ms, ANALYZE_DAY_MS);
-        units(&q, d, through);
+        units(&q, table, d, through);
         ab_ch_appendf(&q.s, &q.len, " GROUP BY v, day");
     }
     json_t *rows;
@@ -168,9 +173,9 @@ static enum ab_err fill_entries(struct ab_ch *ch, const struct analyze_experimen
  * increments dn (numerator) and dd (denominator), their running sums cn and cd per unit, the
  * values y = f(cn) and py = f(cn - dn) after and before that day, summed per (variant, day).
  */
-static enum ab_err fill_increments(struct ab_ch *ch, const struct analyze_experiment_def *d,
-                                   size_t metric, int64_t through, struct analyze_agg *a,
-                                   struct ab_errinfo *ei)
+static enum ab_err fill_increments(struct ab_ch *ch, const char *table,
+                                   const struct analyze_experiment_def *d, size_t metric,
+                                   int64_t through, struct analyze_agg *a, struct ab_errinfo *ei)
 {
     const struct analyze_metric_def *m = &d->metrics[metric];
     int binom = m->type == ANALYZE_BINOMIAL, ratio = m->type == ANALYZE_RATIO;
@@ -196,9 +201,9 @@ static enum ab_err fill_increments(struct ab_ch *ch, const struct analyze_experi
     } else {
         ab_ch_appendf(&q.s, &q.len, "0. AS dd0 FROM ");
     }
-    metric_events(&q, m->event, ratio ? m->denominator_event : NULL, through);
+    metric_events(&q, table, m->event, ratio ? m->denominator_event : NULL, through);
     ab_ch_appendf(&q.s, &q.len, " ALL INNER JOIN ");
-    units(&q, d, through);
+    units(&q, table, d, through);
     ab_ch_appendf(&q.s, &q.len,
                   " USING u WHERE t >= t0 AND (%lld = 0 OR t < t0 + %lld) GROUP BY u, v, day0)"
                   " GROUP BY u, v)"
@@ -211,7 +216,7 @@ static enum ab_err fill_increments(struct ab_ch *ch, const struct analyze_experi
                   (long long)m->window_ms, (long long)m->window_ms);
     if (!ratio) {
         ab_ch_appendf(&q.s, &q.len, " ANY LEFT JOIN ");
-        covariate(&q, d, m, through);
+        covariate(&q, table, d, m, through);
         ab_ch_appendf(&q.s, &q.len, " USING u");
     }
     ab_ch_appendf(&q.s, &q.len, " GROUP BY v, day");
@@ -242,16 +247,22 @@ static enum ab_err fill_increments(struct ab_ch *ch, const struct analyze_experi
     return AB_OK;
 }
 
-enum ab_err analyze_ch_aggregate(struct ab_ch *ch, const struct analyze_experiment_def *d,
-                                 int64_t through, struct analyze_agg **out, struct ab_errinfo *ei)
+enum ab_err analyze_ch_aggregate(struct ab_ch *const *shards, size_t nshards, const char *table,
+                                 const struct analyze_experiment_def *d, int64_t through,
+                                 struct analyze_agg **out, struct ab_errinfo *ei)
 {
     *out = NULL;
     struct analyze_agg *a = analyze_agg_new(d, &through);
-    enum ab_err rc = fill_units(ch, d, through, a, ei);
+    /* every fill adds to the cells: the shards' sums add up to the whole's */
+    enum ab_err rc = AB_OK;
+    for (size_t s = 0; s < nshards && rc == AB_OK; s++)
+        rc = fill_units(shards[s], table, d, through, a, ei);
     for (size_t m = 0; m < d->nmetrics && rc == AB_OK; m++) {
-        rc = fill_entries(ch, d, m, through, a, ei);
-        if (rc == AB_OK)
-            rc = fill_increments(ch, d, m, through, a, ei);
+        for (size_t s = 0; s < nshards && rc == AB_OK; s++) {
+            rc = fill_entries(shards[s], table, d, m, through, a, ei);
+            if (rc == AB_OK)
+                rc = fill_increments(shards[s], table, d, m, through, a, ei);
+        }
         if (rc == AB_OK)
             analyze_agg_accumulate(a, m);
     }

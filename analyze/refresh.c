@@ -50,7 +50,7 @@ struct analyze_refresh {
     struct analyze_refresh_config cfg;
     char *control_db;
     char *events_db;
-    struct ab_ch_url ch_url;
+    struct ab_ch_url ch_urls[ANALYZE_SHARDS_MAX];
     pthread_mutex_t lock; /* guards entries, stop */
     pthread_cond_t idle;  /* an analysis ended (entries' busy changed) */
     pthread_cond_t wake;  /* CLOCK_MONOTONIC: the thread's wait */
@@ -196,8 +196,12 @@ enum ab_err analyze_refresh_new(const struct analyze_refresh_config *cfg,
     r->control_db = ab_mem_strdup(cfg->control_db);
     r->cfg.control_db = r->control_db;
     if (cfg->store.clickhouse != NULL) {
-        r->ch_url = *cfg->store.clickhouse;
-        r->cfg.store.clickhouse = &r->ch_url;
+        size_t n = cfg->store.nclickhouse > 0 ? cfg->store.nclickhouse : 1;
+        if (n > ANALYZE_SHARDS_MAX)
+            n = ANALYZE_SHARDS_MAX;
+        memcpy(r->ch_urls, cfg->store.clickhouse, n * sizeof(r->ch_urls[0]));
+        r->cfg.store.clickhouse = r->ch_urls;
+        r->cfg.store.nclickhouse = n;
     } else {
         r->events_db = ab_mem_strdup(cfg->store.events_db);
         r->cfg.store.events_db = r->events_db;

@@ -16,6 +16,7 @@
 struct ab_ch {
     struct ab_ch_url url;
     long timeout_ms;
+    int64_t max_memory; /* max_memory_usage of every query, bytes; 0: the server's */
     CURL *curl;
 };
 
@@ -246,6 +247,11 @@ void ab_ch_free(struct ab_ch *ch)
     curl_global_cleanup();
 }
 
+void ab_ch_set_max_memory(struct ab_ch *ch, int64_t bytes)
+{
+    ch->max_memory = bytes > 0 ? bytes : 0;
+}
+
 const char *ab_ch_db(const struct ab_ch *ch)
 {
     return ch->url.db;
@@ -261,6 +267,8 @@ static char *request_url(struct ab_ch *ch, const char *db, const char *query, co
                   v6 ? "[" : "", ch->url.host, v6 ? "]" : "", (unsigned)ch->url.port);
     if (db != NULL)
         ab_ch_appendf(&u, &len, "&database=%s", db);
+    if (ch->max_memory > 0)
+        ab_ch_appendf(&u, &len, "&max_memory_usage=%lld", (long long)ch->max_memory);
     if (query != NULL) {
         char *esc = curl_easy_escape(ch->curl, query, 0);
         ab_ch_appendf(&u, &len, "&query=%s", esc != NULL ? esc : "");

@@ -27,11 +27,13 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log);
 /*
  * The events store the analysis reads (cmd_analyze.c): ClickHouse when a clickhouse:// URL is
  * given (`--events-store`, `abacus analyze --store`, or the `--forward` target of `abacus up`),
- * else DATA_DIR/events.db.
+ * else DATA_DIR/events.db. clickhouse://HOST:PORT,HOST:PORT.../DB names the shards of a cluster
+ * sharded by unit: each is aggregated where it is (its events_local table).
  */
 struct cmd_events_store {
-    int clickhouse;           /* 1: url, 0: events_db */
-    struct ab_ch_url url;
+    int clickhouse;            /* 1: urls, 0: events_db */
+    struct ab_ch_url urls[16]; /* one server, or every shard (ANALYZE_SHARDS_MAX) */
+    size_t nurls;
     char events_db[4096];
 };
 

@@ -82,10 +82,33 @@ int cmd_events_store_init(struct cmd_events_store *s, const char *url, const cha
     snprintf(s->events_db, sizeof(s->events_db), "%s/events.db", data_dir);
     if (url == NULL)
         return 0;
+    /* clickhouse://[USER[:PASSWORD]@]HOST[:PORT][,HOST[:PORT]...][/DB]: one URL per host */
+    const char *scheme = "clickhouse://";
+    size_t sl = strlen(scheme);
+    const char *auth = strncmp(url, scheme, sl) == 0 ? url + sl : url;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', (size_t)(end - auth));
+    const char *hosts = at != NULL ? at + 1 : auth;
     struct ab_errinfo ei;
-    if (ab_ch_url_parse(url, strlen(url), &s->url, &ei) != AB_OK) {
-        fprintf(stderr, "abacus: --%s: %s\n", flag, ei.message);
-        return -1;
+    for (const char *h = hosts; h <= end;) {
+        const char *comma = memchr(h, ',', (size_t)(end - h));
+        const char *stop = comma != NULL ? comma : end;
+        if (s->nurls == sizeof(s->urls) / sizeof(s->urls[0])) {
+            fprintf(stderr, "abacus: --%s: at most %zu shards\n", flag,
+                    sizeof(s->urls) / sizeof(s->urls[0]));
+            return -1;
+        }
+        char one[1024];
+        int n = snprintf(one, sizeof(one), "%.*s%.*s%.*s%s", (int)(auth - url), url,
+                         (int)(hosts - auth), auth, (int)(stop - h), h, end);
+        if (n < 0 || (size_t)n >= sizeof(one) ||
+            ab_ch_url_parse(one, (size_t)n, &s->urls[s->nurls], &ei) != AB_OK) {
+            fprintf(stderr, "abacus: --%s: %s\n", flag,
+                    n >= 0 && (size_t)n < sizeof(one) ? ei.message : "too long");
+            return -1;
+        }
+        s->nurls++;
+        h = stop + 1;
     }
     s->clickhouse = 1;
     return 0;
@@ -94,7 +117,8 @@ int cmd_events_store_init(struct cmd_events_store *s, const char *url, const cha
 struct analyze_store cmd_events_store_get(const struct cmd_events_store *s)
 {
     struct analyze_store st = {.events_db = s->events_db,
-                               .clickhouse = s->clickhouse ? &s->url : NULL};
+                               .clickhouse = s->clickhouse ? s->urls : NULL,
+                               .nclickhouse = s->clickhouse ? s->nurls : 0};
     return st;
 }
 
@@ -243,7 +267,7 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
     struct ab_errinfo ei;
     struct ab_db *control = NULL;
     struct ab_db_options cw = {.sync = AB_DB_SYNC_FULL};
-    struct analyze_events ev = {NULL, NULL};
+    struct analyze_events ev = {0};
     char **keys = NULL;
     size_t nkeys = 0;
     json_t *all = json_array();

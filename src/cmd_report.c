@@ -97,7 +97,7 @@ enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir, stru
     else if (rc == AB_OK && (rc = ab_db_open(":memory:", &mem, &events, ei)) == AB_OK)
         rc = ab_migrate(events, collect_migrations, collect_migrations_count, NULL, NULL, ei);
     /* the events analysed: that database, or ClickHouse (rejected events stay local) */
-    struct analyze_events ev = {events, NULL};
+    struct analyze_events ev = {.sqlite = events};
     if (rc == AB_OK && r->store != NULL && r->store->clickhouse) {
         struct analyze_store where = cmd_events_store_get(r->store);
         rc = analyze_events_open(&where, &ev, ei);

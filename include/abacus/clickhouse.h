@@ -50,6 +50,13 @@ enum ab_err ab_ch_new(const struct ab_ch_url *url, long timeout_ms, struct ab_ch
 
 void ab_ch_free(struct ab_ch *ch); /* accepts NULL */
 
+/*
+ * Sets ClickHouse's max_memory_usage for every query of the client (bytes; 0: the server's
+ * setting). A query that needs more fails with ClickHouse's "Memory limit exceeded" message
+ * (AB_ERR_STORAGE) instead of taking the server's memory.
+ */
+void ab_ch_set_max_memory(struct ab_ch *ch, int64_t bytes);
+
 /* The database the client's URL names. */
 const char *ab_ch_db(const struct ab_ch *ch);
 

@@ -73,7 +73,9 @@ static int write_config(struct ch_server *s)
             "  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>"
             "<profile>default</profile><quota>default</quota></default></users>\n"
             "  <profiles><default><max_memory_usage>1000000000</max_memory_usage>"
-            "<max_threads>2</max_threads></default></profiles>\n"
+            "<max_threads>2</max_threads><log_queries>1</log_queries></default></profiles>\n"
+            "  <query_log><database>system</database><table>query_log</table>"
+            "<flush_interval_milliseconds>500</flush_interval_milliseconds></query_log>\n"
             "  <quotas><default></default></quotas>\n%s\n"
             "</yandex>\n",
             s->dir, s->dir, (unsigned)s->http_port, (unsigned)s->tcp_port,

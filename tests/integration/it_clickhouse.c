@@ -655,7 +655,7 @@ static int json_close(const json_t *a, const json_t *b, char *path, size_t cap)
 static json_t *analyze_cli(const char *store)
 {
     const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", g_node.dir, "--experiment", "exp",
-                          "--json", "--at", THROUGH_TEXT, store != NULL ? "--store" : NULL,
+                          "--json", "--at", THROUGH_TEXT, store != NULL ? "--events-store" : NULL,
                           store, NULL};
     size_t cap = (size_t)4 << 20;
     char *out = malloc(cap);
@@ -726,7 +726,7 @@ static void test_analysis_clickhouse_equals_sqlite(void **state)
     assert_int_equal(analyze_sql_load_def(cdb, "exp", &def, &ei), AB_OK);
     struct analyze_agg *sa, *ca;
     assert_int_equal(analyze_sql_aggregate(edb, def, THROUGH, &sa, &ei), AB_OK);
-    if (analyze_ch_aggregate(ch, def, THROUGH, &ca, &ei) != AB_OK)
+    if (analyze_ch_aggregate(&ch, 1, "events", def, THROUGH, &ca, &ei) != AB_OK)
         fail_msg("ClickHouse aggregation: %s", ei.message);
     assert_int_equal(ca->ndays, sa->ndays);
     for (size_t v = 0; v < sa->nvariants; v++)
@@ -1125,6 +1125,35 @@ static void test_two_shards_distributed(void **state)
     if (!json_close(from_ch, from_sqlite, path, sizeof(path)))
         fail_msg("results through the Distributed table differ at %s",
                  path[0] != '\0' ? path : "(top)");
+    /* per shard: both shards named, each aggregated where its units are */
+    char shards[300];
+    snprintf(shards, sizeof(shards), "clickhouse://127.0.0.1:%u,127.0.0.1:%u/t_dist",
+             (unsigned)a.http_port, (unsigned)b.http_port);
+    json_t *per_shard = analyze_cli(shards);
+    path[0] = '\0';
+    if (!json_close(per_shard, from_sqlite, path, sizeof(path)))
+        fail_msg("per-shard results differ at %s", path[0] != '\0' ? path : "(top)");
+    /* what crossed the network per shard: each shard answered the analysis' queries with sums
+     * per (variant, day), never with a row per unit or per event (query_log of each shard) */
+    for (int k = 0; k < 2; k++) {
+        const struct ch_server *sh = k == 0 ? &a : &b;
+        long long units = ch_count(sh, "t_dist", "SELECT uniqExact(unit) FROM events_local");
+        long long most = -1, queries = 0;
+        for (int waited = 0; waited < 20000 && queries < 7; waited += 250) {
+            sleep_ms(250);
+            queries = ch_count(sh, NULL,
+                               "SELECT count() FROM system.query_log WHERE type = 2 AND "
+                               "is_initial_query = 1 AND query LIKE 'SELECT v,%FROM events_local%'");
+            most = ch_count(sh, NULL,
+                            "SELECT max(result_rows) FROM system.query_log WHERE type = 2 AND "
+                            "is_initial_query = 1 AND query LIKE 'SELECT v,%FROM events_local%'");
+        }
+        printf("shard %c: %lld units; %lld queries of the analysis answered at most %lld rows\n",
+               'A' + k, units, queries, most);
+        assert_true(queries >= 7); /* units, then entries and increments of three metrics */
+        assert_true(most > 0 && most < units / 4);
+    }
+    json_decref(per_shard);
     json_decref(from_sqlite);
     json_decref(from_ch);
     ch_cleanup(&a);

@@ -55,7 +55,7 @@ static enum ab_err run(void *data, int64_t day_ms, const char *out_dir, struct a
     struct world *w = data;
     w->runs++;
     w->last_day = day_ms;
-    struct analyze_report_sources src = {.control = w->control, .events = {w->events, NULL}};
+    struct analyze_report_sources src = {.control = w->control, .events = {.sqlite = w->events}};
     return analyze_report_write(&src, day_ms, out_dir, NULL, ei);
 }
 
