@@ -115,7 +115,7 @@ enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **resu
 {
     char *text;
     *results = NULL;
-    enum ab_err rc = analyze_sql_load_results(control, key, &text, ei);
+    enum ab_err rc = analyze_sql_load_results(control, key, 0, &text, ei);
     if (rc != AB_OK)
         return rc;
     json_error_t jerr;

@@ -214,13 +214,13 @@ enum ab_err analyze_sql_refresh_state(struct ab_db *control, const char *key,
 enum ab_err analyze_sql_history(struct ab_db *control, const char *key, int64_t limit,
                                 json_t **out, struct ab_errinfo *ei);
 
-/* The stored results of experiment key's current phase (*json the caller's), or AB_ERR_NOT_FOUND. */
-enum ab_err analyze_sql_load_results(struct ab_db *control, const char *key, char **json,
-                                     struct ab_errinfo *ei);
-
-/* The newest kept computation of key at or before as_of_ms, or AB_ERR_NOT_FOUND (field as_of). */
-enum ab_err analyze_sql_load_results_at(struct ab_db *control, const char *key, int64_t as_of_ms,
-                                        char **json, struct ab_errinfo *ei);
+/*
+ * The stored results of experiment key's current phase (as_of_ms 0), or the newest kept
+ * computation at or before as_of_ms (*json the caller's); AB_ERR_NOT_FOUND (field experiment, or
+ * as_of) when there is none.
+ */
+enum ab_err analyze_sql_load_results(struct ab_db *control, const char *key, int64_t as_of_ms,
+                                     char **json, struct ab_errinfo *ei);
 
 /* The oldest current result of a running experiment (its phase's start when it has none), ms. */
 enum ab_err analyze_sql_oldest_result(struct ab_db *control, int64_t *oldest_ms,

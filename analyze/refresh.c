@@ -230,7 +230,7 @@ static void sync_running(struct analyze_refresh *r, struct ab_db *db, char **key
     for (size_t k = 0; k < n; k++) {
         struct entry *e = find(r, keys[k]);
         if (e == NULL || e->next_at == INT64_MAX) {
-            struct analyze_refresh_state st;
+            struct analyze_refresh_state st = {0};
             struct ab_errinfo ignored;
             int64_t computed = 0;
             if (analyze_sql_refresh_state(db, keys[k], &st, &ignored) == AB_OK)
@@ -440,14 +440,13 @@ enum ab_err analyze_refresh_get(struct analyze_refresh *r, const char *key, int6
 {
     *out = NULL;
     struct ab_db *db = NULL;
-    struct analyze_refresh_state st;
+    struct analyze_refresh_state st = {0};
     char *text = NULL;
     enum ab_err rc = open_control(r, &db, ei);
     if (rc == AB_OK)
         rc = analyze_sql_refresh_state(db, key, &st, ei);
     if (rc == AB_OK)
-        rc = as_of_ms > 0 ? analyze_sql_load_results_at(db, key, as_of_ms, &text, ei)
-                          : analyze_sql_load_results(db, key, &text, ei);
+        rc = analyze_sql_load_results(db, key, as_of_ms, &text, ei);
     ab_db_close(db);
     if (rc == AB_ERR_NOT_FOUND && as_of_ms == 0 && st.error_code[0] != '\0')
         return ab_fail(ei, AB_ERR_NOT_FOUND, "experiment",
@@ -474,7 +473,7 @@ enum ab_err analyze_refresh_history(struct analyze_refresh *r, const char *key, 
 {
     *out = NULL;
     struct ab_db *db = NULL;
-    struct analyze_refresh_state st;
+    struct analyze_refresh_state st = {0};
     json_t *list = NULL;
     enum ab_err rc = open_control(r, &db, ei);
     if (rc == AB_OK)

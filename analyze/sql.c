@@ -507,52 +507,37 @@ enum ab_err analyze_sql_oldest_result(struct ab_db *db, int64_t *oldest_ms,
     return s == SQLITE_ROW ? AB_OK : ab_db_fail(db, s, "reading result ages", ei);
 }
 
-enum ab_err analyze_sql_load_results_at(struct ab_db *db, const char *key, int64_t as_of_ms,
-                                        char **json, struct ab_errinfo *ei)
-{
-    *json = NULL;
-    sqlite3_stmt *st;
-    enum ab_err rc = ab_db_prepare(db,
-                                   "SELECT h.results_json FROM results_history h"
-                                   "  JOIN experiments e ON e.id = h.experiment_id"
-                                   " WHERE e.key = ?1 AND h.computed_at <= ?2"
-                                   " ORDER BY h.computed_at DESC LIMIT 1",
-                                   &st, ei);
-    if (rc != AB_OK)
-        return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, as_of_ms);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
-        *json = col_text(st, 0);
-    sqlite3_reset(st);
-    if (s == SQLITE_ROW)
-        return AB_OK;
-    return s == SQLITE_DONE ? ab_fail(ei, AB_ERR_NOT_FOUND, "as_of",
-                                      "no results of %s computed at or before that time", key)
-                            : ab_db_fail(db, s, "reading results", ei);
-}
 
-enum ab_err analyze_sql_load_results(struct ab_db *db, const char *key, char **json,
-                                     struct ab_errinfo *ei)
+enum ab_err analyze_sql_load_results(struct ab_db *db, const char *key, int64_t as_of_ms,
+                                     char **json, struct ab_errinfo *ei)
 {
     *json = NULL;
     sqlite3_stmt *st;
     enum ab_err rc = ab_db_prepare(db,
-                                   "SELECT r.results_json FROM results r"
-                                   "  JOIN experiments e ON e.id = r.experiment_id"
-                                   " WHERE e.key = ?1 AND r.phase = e.phase",
+                                   as_of_ms <= 0
+                                       ? "SELECT r.results_json FROM results r"
+                                         "  JOIN experiments e ON e.id = r.experiment_id"
+                                         " WHERE e.key = ?1 AND r.phase = e.phase"
+                                       : "SELECT h.results_json FROM results_history h"
+                                         "  JOIN experiments e ON e.id = h.experiment_id"
+                                         " WHERE e.key = ?1 AND h.computed_at <= ?2"
+                                         " ORDER BY h.computed_at DESC LIMIT 1",
                                    &st, ei);
     if (rc != AB_OK)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    if (as_of_ms > 0)
+        sqlite3_bind_int64(st, 2, as_of_ms);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW)
         *json = col_text(st, 0);
     sqlite3_reset(st);
     if (s == SQLITE_ROW)
         return AB_OK;
-    return s == SQLITE_DONE
+    if (s != SQLITE_DONE)
+        return ab_db_fail(db, s, "reading results", ei);
+    return as_of_ms <= 0
                ? ab_fail(ei, AB_ERR_NOT_FOUND, "experiment", "no results for %s yet", key)
-               : ab_db_fail(db, s, "reading results", ei);
+               : ab_fail(ei, AB_ERR_NOT_FOUND, "as_of",
+                         "no results of %s computed at or before that time", key);
 }
