@@ -120,8 +120,9 @@ struct analyze_refresh;
  * schedule, at most one analysis of an experiment at a time, and answers the stored results with
  * their refresh state. The schedule: every running experiment has a slot in the interval (a hash
  * of its key), so the computations are spread over the interval; it is due at the first slot after
- * its last computation (or after now, without results). A failure keeps the stored results, records the error (they are answered as stale) and is
- * retried after retry_ms, doubling, at most every_ms.
+ * its last computation (or after now, without results). A failure keeps the stored results,
+ * records the error (they are answered as stale) and is retried after retry_ms, doubling, at most
+ * every_ms.
  */
 enum ab_err analyze_refresh_new(const struct analyze_refresh_config *cfg,
                                 struct analyze_refresh **out, struct ab_errinfo *ei);

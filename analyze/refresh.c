@@ -40,10 +40,10 @@ static const double BUCKETS[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300};
 /* An experiment the service knows: scheduled (running) or being analysed on request. */
 struct entry {
     char *key;
-    int64_t next_at;   /* ms since epoch; INT64_MAX: not scheduled */
-    int busy;          /* an analysis is in progress */
-    int failures;      /* in a row */
-    int scheduled;     /* running, so on the schedule */
+    int64_t next_at; /* ms since epoch; INT64_MAX: not scheduled */
+    int busy;        /* an analysis is in progress */
+    int failures;    /* in a row */
+    int scheduled;   /* running, so on the schedule */
 };
 
 struct analyze_refresh {
@@ -141,8 +141,8 @@ static enum ab_err analyse(struct analyze_refresh *r, struct ab_db *control, con
     *results = NULL;
     enum ab_err rc = analyze_events_open(&r->cfg.store, &ev, ei);
     if (rc == AB_OK)
-        rc = analyze_compute_store(control, &ev, key, now, r->cfg.settings,
-                                   now - r->cfg.history_ms, results, ei);
+        rc = analyze_compute_store(control, &ev, key, now, r->cfg.settings, now - r->cfg.history_ms,
+                                   results, ei);
     analyze_events_close(&ev);
     int64_t ns = ab_clock_mono_ns(&ab_clock_system) - t0;
     observe(r, t, rc == AB_OK, ns);
@@ -151,12 +151,12 @@ static enum ab_err analyse(struct analyze_refresh *r, struct ab_db *control, con
                  TRIGGER_NAMES[t], (double)ns / 1e9);
         return AB_OK;
     }
-    AB_LOG_W(r->cfg.log, "results_refresh_failed", "experiment=%s trigger=%s error=%s message=\"%s\"",
-             key, TRIGGER_NAMES[t], ab_err_code(rc), ei->message);
+    AB_LOG_W(r->cfg.log, "results_refresh_failed",
+             "experiment=%s trigger=%s error=%s message=\"%s\"", key, TRIGGER_NAMES[t],
+             ab_err_code(rc), ei->message);
     if (rc != AB_ERR_NOT_FOUND) {
         struct ab_errinfo ignored;
-        (void)analyze_sql_store_failure(control, key, now, ab_err_code(rc), ei->message,
-                                        &ignored);
+        (void)analyze_sql_store_failure(control, key, now, ab_err_code(rc), ei->message, &ignored);
     }
     return rc;
 }
@@ -429,9 +429,10 @@ static json_t *refresh_json(struct analyze_refresh *r, const char *key,
     json_object_set_new(o, "every_seconds", json_integer(r->cfg.every_ms / 1000));
     json_object_set_new(o, "running", json_boolean(busy));
     json_object_set_new(o, "stale", json_boolean(failed && st->attempted_at >= st->computed_at));
-    json_object_set_new(o, "error", failed ? json_pack("{s:s, s:s}", "code", st->error_code,
-                                                       "message", st->error_message)
-                                           : json_null());
+    json_object_set_new(
+        o, "error",
+        failed ? json_pack("{s:s, s:s}", "code", st->error_code, "message", st->error_message)
+               : json_null());
     return o;
 }
 
@@ -458,8 +459,7 @@ enum ab_err analyze_refresh_get(struct analyze_refresh *r, const char *key, int6
     json_t *results = json_loads(text, 0, &jerr);
     free(text);
     if (results == NULL)
-        return ab_fail(ei, AB_ERR_STORAGE, "results", "stored results are not JSON: %s",
-                       jerr.text);
+        return ab_fail(ei, AB_ERR_STORAGE, "results", "stored results are not JSON: %s", jerr.text);
     json_t *refresh = refresh_json(r, key, &st);
     if (as_of_ms > 0) /* an earlier computation: not the current state's */
         json_object_set_new(refresh, "stale", json_false());
@@ -482,8 +482,8 @@ enum ab_err analyze_refresh_history(struct analyze_refresh *r, const char *key, 
         rc = analyze_sql_history(db, key, HISTORY_LIMIT, &list, ei);
     ab_db_close(db);
     if (rc == AB_OK)
-        *out = json_pack("{s:s, s:o, s:I}", "experiment", key, "history", list,
-                         "kept_days", (json_int_t)(r->cfg.history_ms / ANALYZE_DAY_MS));
+        *out = json_pack("{s:s, s:o, s:I}", "experiment", key, "history", list, "kept_days",
+                         (json_int_t)(r->cfg.history_ms / ANALYZE_DAY_MS));
     return rc;
 }
 
@@ -515,8 +515,10 @@ void analyze_refresh_metrics(void *data, FILE *out)
             fprintf(out, "abacus_analyze_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                     (unsigned long long)cum);
     }
-    fprintf(out, "abacus_analyze_duration_seconds_sum %.6f\nabacus_analyze_duration_seconds_count %llu\n",
-            (double)atomic_load(&r->dur_us_sum) / 1e6, (unsigned long long)cum);
+    fprintf(
+        out,
+        "abacus_analyze_duration_seconds_sum %.6f\nabacus_analyze_duration_seconds_count %llu\n",
+        (double)atomic_load(&r->dur_us_sum) / 1e6, (unsigned long long)cum);
     struct ab_db *db = NULL;
     struct ab_errinfo ei;
     int64_t oldest = 0;

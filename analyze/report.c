@@ -199,8 +199,8 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
     for (size_t i = 0; i < n && rc == AB_OK; i++) {
         json_t *r = NULL;
         struct ab_errinfo one;
-        enum ab_err arc =
-            analyze_experiment_as_of(src->control, &src->events, exps[i].key, as_of, NULL, &r, &one);
+        enum ab_err arc = analyze_experiment_as_of(src->control, &src->events, exps[i].key, as_of,
+                                                   NULL, &r, &one);
         if (arc == AB_ERR_STORAGE || arc == AB_ERR_IO || arc == AB_ERR_UNAVAILABLE) {
             *ei = one;
             rc = arc;
@@ -244,12 +244,14 @@ static enum ab_err build(const struct analyze_report_sources *src, int64_t day_m
             "{s:s, s:o, s:I, s:o, s:o, s:o, s:o, s:I}", "date", date, "text",
             summary_text(date, json_array_size(experiments), decisions, regressions, quality),
             "experiments", (json_int_t)json_array_size(experiments), "decisions", decisions,
-            "guardrail_regressions", regressions, "data_quality", quality, "as_of", analyze_rfc3339(as_of),
+            "guardrail_regressions", regressions, "data_quality", quality, "as_of",
+            analyze_rfc3339(as_of),
             "rejected_events", (json_int_t)rejected);
         decisions = regressions = quality = NULL;
         *out =
             json_pack("{s:s, s:o, s:{s:f, s:f, s:I, s:s}, s:o, s:o}", "date", date, "as_of",
-                      analyze_rfc3339(as_of), "thresholds", "srm_p_value", 0.001, "multiple_exposure_share",
+                      analyze_rfc3339(as_of), "thresholds", "srm_p_value", 0.001,
+                      "multiple_exposure_share",
                       ANALYZE_REPORT_MULTI_SHARE, "stale_snapshot_minutes",
                       (json_int_t)(ANALYZE_REPORT_STALE_MS / 60000), "significance",
                       "always-valid sequential p-value below alpha (per "

@@ -276,7 +276,8 @@ json_t *analyze_results(const struct analyze_experiment_def *def, const struct a
         json_object_set_new(units, def->variants[v], json_integer(agg->units[v]));
     json_t *out = json_pack(
         "{s:s, s:I, s:o, s:f, s:I, s:s, s:{s:o, s:I, s:I}, s:o}", "experiment", def->key, "phase",
-        (json_int_t)def->phase, "computed_at", analyze_rfc3339(opt->computed_at_ms), "alpha", opt->alpha,
+        (json_int_t)def->phase, "computed_at", analyze_rfc3339(opt->computed_at_ms), "alpha",
+        opt->alpha,
         "sequential_tuning_n", (json_int_t)def->nstar, "correction",
         CORRECTION_NAMES[opt->correction], "units", "by_variant", units, "multiple_exposures",
         (json_int_t)agg->multiple_exposures, "unknown_variant", (json_int_t)agg->unknown_variant,

@@ -1,7 +1,8 @@
 /*
  * The statistics of the analysis: pure functions over sufficient statistics (n, sums, sums of
  * squares and cross sums), no I/O and no allocation. The aggregation (sql.c with units.c, or
- * clickhouse.c) produces the sums; results.c turns these functions' answers into the results JSON. Each
+ * clickhouse.c) produces the sums; results.c turns these functions' answers into the results
+ * JSON. Each
  * function names the formula it implements; docs/statistics.md collects them with sources.
  * Degenerate input never yields NaN or infinity: functions report "not computable" instead.
  */

@@ -267,8 +267,9 @@ static char *request_url(struct ab_ch *ch, const char *db, const char *query, co
                   v6 ? "[" : "", ch->url.host, v6 ? "]" : "", (unsigned)ch->url.port);
     if (db != NULL)
         ab_ch_appendf(&u, &len, "&database=%s", db);
-    if (ch->max_memory > 0)
-        ab_ch_appendf(&u, &len, "&max_memory_usage=%lld", (long long)ch->max_memory);
+    if (ch->max_memory > 0) /* aggregations past half of it spill to disk instead of failing */
+        ab_ch_appendf(&u, &len, "&max_memory_usage=%lld&max_bytes_before_external_group_by=%lld",
+                      (long long)ch->max_memory, (long long)ch->max_memory / 2);
     if (query != NULL) {
         char *esc = curl_easy_escape(ch->curl, query, 0);
         ab_ch_appendf(&u, &len, "&query=%s", esc != NULL ? esc : "");

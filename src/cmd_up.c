@@ -27,7 +27,8 @@ static void usage(FILE *out)
           "                 [--demo | --no-demo]\n"
           "                 [--forward clickhouse://HOST:PORT/DB [--outbox-max-events N]\n"
           "                  [--retention-days N] [--forward-batch N]]\n"
-          "                 [--events-store clickhouse://HOST:PORT/DB] [--analyze-every DURATION]\n"
+          "                 [--events-store clickhouse://HOST:PORT/DB]\n"
+          "                 [--analyze-every DURATION]\n"
           "                 [--results-history-days N]\n"
           "Runs the platform in one process: data in DIR (default ./data), HTTP on ADDR:N\n"
           "(default 127.0.0.1:8080; --port 0 picks a free port, written to --port-file).\n"
@@ -103,7 +104,8 @@ static void start_demo(void *data, uint16_t port)
 int cmd_up_main(int argc, char **argv, struct ab_log *log)
 {
     static const struct option opts[] = {CMD_SERVER_OPTIONS, CMD_ASSIGN_OPTIONS, CMD_WEB_OPTIONS,
-                                         CMD_REPORT_OPTIONS, CMD_COLLECT_OPTIONS, CMD_RESULTS_OPTIONS,
+                                         CMD_REPORT_OPTIONS, CMD_COLLECT_OPTIONS,
+                                         CMD_RESULTS_OPTIONS,
                                          {"data-dir", required_argument, NULL, 'D'},
                                          {"demo", no_argument, NULL, 'E'},
                                          {"no-demo", no_argument, NULL, 'N'},

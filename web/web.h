@@ -3,7 +3,8 @@
  * It owns the control database under DATA_DIR, answers the admin JSON API under /api/v1/
  * (experiments, layers, metrics, API keys, audit log, snapshots; admin API keys as Bearer
  * tokens), and publishes immutable, versioned snapshot files that assign nodes and collectors
- * fetch through GET /v1/snapshots/latest and /v1/snapshots/{version}.db. main.c creates it, mounts it on an HTTP server and starts it.
+ * fetch through GET /v1/snapshots/latest and /v1/snapshots/{version}.db. main.c creates it,
+ * mounts it on an HTTP server and starts it.
  * It also serves the browser UI (web/static/, compiled into the binary) and its sessions: users
  * with roles, argon2id passwords, session cookies with CSRF tokens (docs/admin-api.md).
  */

@@ -52,7 +52,8 @@ void ab_ch_free(struct ab_ch *ch); /* accepts NULL */
 
 /*
  * Sets ClickHouse's max_memory_usage for every query of the client (bytes; 0: the server's
- * setting). A query that needs more fails with ClickHouse's "Memory limit exceeded" message
+ * setting), and max_bytes_before_external_group_by to half of it, so that a large GROUP BY spills
+ * to disk. A query that still needs more fails with ClickHouse's "Memory limit exceeded" message
  * (AB_ERR_STORAGE) instead of taking the server's memory.
  */
 void ab_ch_set_max_memory(struct ab_ch *ch, int64_t bytes);

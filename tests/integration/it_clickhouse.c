@@ -860,6 +860,9 @@ static void report(const char *data_dir, const char *store, const char *out)
  * the stored results stay served, marked stale with the error, and the next update after it is
  * back succeeds.
  */
+#define ANALYZE_PATH "/api/v1/experiments/exp/analyze"
+#define RESULTS_PATH "/api/v1/experiments/exp/results"
+
 static void test_up_results_from_clickhouse(void **state)
 {
     (void)state;
@@ -921,14 +924,15 @@ static void test_up_results_from_clickhouse(void **state)
     backup(events_db, copy);
     snprintf(copy, sizeof(copy), "%s/abacus.db", full);
     backup(control, copy);
-    const char *del[] = {"/usr/bin/sqlite3", events_db, ".timeout 10000", "DELETE FROM events", NULL};
+    const char *del[] = {"/usr/bin/sqlite3", events_db, ".timeout 10000", "DELETE FROM events",
+                         NULL};
     char out[4096];
     if (run_command(del, out, sizeof(out)) != 0)
         fail_msg("pruning the local events: %s", out);
 
     /* "Update results": from ClickHouse, equal to SQLite over every event */
     json_t *api = NULL;
-    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &api),
+    assert_int_equal(admin_call(g_node.port, admin, "POST", ANALYZE_PATH, &api),
                      200);
     const char *argv[] = {ABACUS_BIN, "analyze", "--data-dir", full, "--experiment", "exp",
                           "--json", NULL};
@@ -943,7 +947,7 @@ static void test_up_results_from_clickhouse(void **state)
     assert_true(json_integer_value(json_object_get(units, "control")) > 100);
     expect_close(api, want, "POST .../analyze");
     json_t *local = NULL;
-    assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &local),
+    assert_int_equal(admin_call(g_node.port, admin, "GET", RESULTS_PATH, &local),
                      200);
     expect_close(local, want, "GET .../results");
     const char *first = json_string_value(json_object_get(api, "computed_at"));
@@ -954,7 +958,7 @@ static void test_up_results_from_clickhouse(void **state)
     for (int i = 0; i < 150 && scheduled == NULL; i++) {
         sleep_ms(100);
         json_t *r = NULL;
-        assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &r),
+        assert_int_equal(admin_call(g_node.port, admin, "GET", RESULTS_PATH, &r),
                          200);
         const char *at = json_string_value(json_object_get(r, "computed_at"));
         if (at == NULL)
@@ -998,13 +1002,13 @@ static void test_up_results_from_clickhouse(void **state)
     /* ClickHouse down: the results stay, stale with the error; the update is refused, not hung */
     ch_stop(&g_ch);
     json_t *err = NULL;
-    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &err),
+    assert_int_equal(admin_call(g_node.port, admin, "POST", ANALYZE_PATH, &err),
                      503);
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(err, "error"), "code")), "unavailable");
     json_decref(err);
     json_t *stale = NULL;
-    assert_int_equal(admin_call(g_node.port, admin, "GET", "/api/v1/experiments/exp/results", &stale),
+    assert_int_equal(admin_call(g_node.port, admin, "GET", RESULTS_PATH, &stale),
                      200);
     const json_t *rf = json_object_get(stale, "refresh");
     assert_true(json_is_true(json_object_get(rf, "stale")));
@@ -1014,7 +1018,7 @@ static void test_up_results_from_clickhouse(void **state)
     json_decref(stale);
     assert_int_equal(ch_start(&g_ch), 0);
     json_t *back = NULL;
-    assert_int_equal(admin_call(g_node.port, admin, "POST", "/api/v1/experiments/exp/analyze", &back),
+    assert_int_equal(admin_call(g_node.port, admin, "POST", ANALYZE_PATH, &back),
                      200);
     assert_true(json_is_false(json_object_get(json_object_get(back, "refresh"), "stale")));
     expect_close(back, want, "the update after ClickHouse is back");
@@ -1133,25 +1137,29 @@ static void test_two_shards_distributed(void **state)
     path[0] = '\0';
     if (!json_close(per_shard, from_sqlite, path, sizeof(path)))
         fail_msg("per-shard results differ at %s", path[0] != '\0' ? path : "(top)");
-    /* what crossed the network per shard: each shard answered the analysis' queries with sums
-     * per (variant, day), never with a row per unit or per event (query_log of each shard) */
+    /* what crossed the network per shard: each shard answered the analysis' two queries with
+     * sums per (metric, kind, variant, day), never with a row per unit or per event (query_log) */
     for (int k = 0; k < 2; k++) {
         const struct ch_server *sh = k == 0 ? &a : &b;
         long long units = ch_count(sh, "t_dist", "SELECT uniqExact(unit) FROM events_local");
         long long most = -1, queries = 0;
-        for (int waited = 0; waited < 20000 && queries < 7; waited += 250) {
+        const char *where = "FROM system.query_log WHERE type = 2 AND is_initial_query = 1 AND "
+                            "query LIKE '%FROM events_local%' AND (query LIKE 'SELECT v,%' OR "
+                            "query LIKE 'SELECT mi,%')";
+        char cq[512], mq[512];
+        snprintf(cq, sizeof(cq), "SELECT count() %s", where);
+        snprintf(mq, sizeof(mq), "SELECT max(result_rows) %s", where);
+        for (int waited = 0; waited < 20000 && queries < 2; waited += 250) {
             sleep_ms(250);
-            queries = ch_count(sh, NULL,
-                               "SELECT count() FROM system.query_log WHERE type = 2 AND "
-                               "is_initial_query = 1 AND query LIKE 'SELECT v,%FROM events_local%'");
-            most = ch_count(sh, NULL,
-                            "SELECT max(result_rows) FROM system.query_log WHERE type = 2 AND "
-                            "is_initial_query = 1 AND query LIKE 'SELECT v,%FROM events_local%'");
+            queries = ch_count(sh, NULL, cq);
+            most = ch_count(sh, NULL, mq);
         }
         printf("shard %c: %lld units; %lld queries of the analysis answered at most %lld rows\n",
                'A' + k, units, queries, most);
-        assert_true(queries >= 7); /* units, then entries and increments of three metrics */
-        assert_true(most > 0 && most < units / 4);
+        assert_int_equal(queries, 2); /* the unit counts, then every metric */
+        /* 3 metrics x 2 kinds x 2 variants x the 6 days of the phase up to THROUGH */
+        assert_true(most > 0 && most <= 3 * 2 * 2 * 6);
+        assert_true(most < units / 2);
     }
     json_decref(per_shard);
     json_decref(from_sqlite);

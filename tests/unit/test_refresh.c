@@ -73,18 +73,19 @@ static int setup(void **state)
         ab_migrate(events, collect_migrations, collect_migrations_count, NULL, NULL, &ei) != AB_OK)
         return -1;
     /* two running experiments started on 2026-01-01, each with two exposed units */
-    exec_ok(control,
-            "INSERT INTO metrics (id, key, type, event, direction, created_at, updated_at)"
-            " VALUES (1, 'purchase', 'binomial', 'purchase', 'increase', 0, 0);"
-            "INSERT INTO experiments (id, key, name, seed, status, phase, created_at, updated_at)"
-            " VALUES (1, 'alpha', 'A', 'alpha', 'running', 1, 0, 0),"
-            "        (2, 'beta', 'B', 'beta', 'running', 1, 0, 0);"
-            "INSERT INTO experiment_phases VALUES (1, 1, 'alpha', '[0.5,0.5]', 1767225600000, NULL),"
-            " (2, 1, 'beta', '[0.5,0.5]', 1767225600000, NULL);"
-            "INSERT INTO variants (experiment_id, position, key, weight) VALUES"
-            " (1, 0, 'control', 0.5), (1, 1, 'treatment', 0.5),"
-            " (2, 0, 'control', 0.5), (2, 1, 'treatment', 0.5);"
-            "INSERT INTO experiment_metrics VALUES (1, 1, 'goal'), (2, 1, 'goal');");
+    exec_ok(
+        control,
+        "INSERT INTO metrics (id, key, type, event, direction, created_at, updated_at)"
+        " VALUES (1, 'purchase', 'binomial', 'purchase', 'increase', 0, 0);"
+        "INSERT INTO experiments (id, key, name, seed, status, phase, created_at, updated_at)"
+        " VALUES (1, 'alpha', 'A', 'alpha', 'running', 1, 0, 0),"
+        "        (2, 'beta', 'B', 'beta', 'running', 1, 0, 0);"
+        "INSERT INTO experiment_phases VALUES (1, 1, 'alpha', '[0.5,0.5]', 1767225600000, NULL),"
+        " (2, 1, 'beta', '[0.5,0.5]', 1767225600000, NULL);"
+        "INSERT INTO variants (experiment_id, position, key, weight) VALUES"
+        " (1, 0, 'control', 0.5), (1, 1, 'treatment', 0.5),"
+        " (2, 0, 'control', 0.5), (2, 1, 'treatment', 0.5);"
+        "INSERT INTO experiment_metrics VALUES (1, 1, 'goal'), (2, 1, 'goal');");
     exec_ok(events,
             "INSERT INTO events (id, id_hash, fingerprint, type, ts, client_ts, received_at, unit,"
             " experiment, variant, source) VALUES"
