@@ -1071,30 +1071,32 @@ static void apply_cluster_ddl(const struct ch_server *s)
 }
 
 /* Two servers as two shards behind the Distributed table: forwarding and analysis through it. */
+/* The two shards: stopped by teardown too, when an assertion ends the test early. */
+static struct ch_server g_shard_a, g_shard_b;
+
 static void test_two_shards_distributed(void **state)
 {
     (void)state;
-    static struct ch_server a, b;
-    memset(&a, 0, sizeof(a));
-    memset(&b, 0, sizeof(b));
-    assert_int_equal(ch_init(&a), 0);
-    assert_int_equal(ch_init(&b), 0);
+    memset(&g_shard_a, 0, sizeof(g_shard_a));
+    memset(&g_shard_b, 0, sizeof(g_shard_b));
+    assert_int_equal(ch_init(&g_shard_a), 0);
+    assert_int_equal(ch_init(&g_shard_b), 0);
     char remote[1024];
     snprintf(remote, sizeof(remote),
              "<remote_servers><abacus_two>"
              "<shard><replica><host>127.0.0.1</host><port>%u</port></replica></shard>"
              "<shard><replica><host>127.0.0.1</host><port>%u</port></replica></shard>"
              "</abacus_two></remote_servers>",
-             (unsigned)a.tcp_port, (unsigned)b.tcp_port);
-    snprintf(a.extra, sizeof(a.extra), "%s", remote);
-    snprintf(b.extra, sizeof(b.extra), "%s", remote);
-    assert_int_equal(ch_start(&a), 0);
-    assert_int_equal(ch_start(&b), 0);
-    apply_cluster_ddl(&a);
-    apply_cluster_ddl(&b);
+             (unsigned)g_shard_a.tcp_port, (unsigned)g_shard_b.tcp_port);
+    snprintf(g_shard_a.extra, sizeof(g_shard_a.extra), "%s", remote);
+    snprintf(g_shard_b.extra, sizeof(g_shard_b.extra), "%s", remote);
+    assert_int_equal(ch_start(&g_shard_a), 0);
+    assert_int_equal(ch_start(&g_shard_b), 0);
+    apply_cluster_ddl(&g_shard_a);
+    apply_cluster_ddl(&g_shard_b);
 
     char url[200];
-    snprintf(url, sizeof(url), "clickhouse://127.0.0.1:%u/t_dist", (unsigned)a.http_port);
+    snprintf(url, sizeof(url), "clickhouse://127.0.0.1:%u/t_dist", (unsigned)g_shard_a.http_port);
     new_collector_dir();
     start_collector(url, "--forward-batch", "300");
     g_rng = 42; /* the same seeded events as test_analysis_clickhouse_equals_sqlite */
@@ -1108,17 +1110,17 @@ static void test_two_shards_distributed(void **state)
     /* the Distributed table sends to the shards in the background */
     long long ra = 0, rb = 0;
     for (int waited = 0; waited < 60000 && ra + rb < (long long)n; waited += 200) {
-        ra = ch_count(&a, "t_dist", "SELECT count() FROM events_local");
-        rb = ch_count(&b, "t_dist", "SELECT count() FROM events_local");
+        ra = ch_count(&g_shard_a, "t_dist", "SELECT count() FROM events_local");
+        rb = ch_count(&g_shard_b, "t_dist", "SELECT count() FROM events_local");
         sleep_ms(200);
     }
     printf("two shards: %lld + %lld rows for %zu events\n", ra, rb, n);
     assert_int_equal(ra + rb, (long long)n);
     assert_true(ra > 0 && rb > 0);
     /* each unit on one shard: the units of both shards add up to the units of the whole */
-    assert_int_equal(ch_count(&a, "t_dist", "SELECT uniqExact(unit) FROM events_local") +
-                         ch_count(&b, "t_dist", "SELECT uniqExact(unit) FROM events_local"),
-                     ch_count(&a, "t_dist", "SELECT uniqExact(unit) FROM events"));
+    assert_int_equal(ch_count(&g_shard_a, "t_dist", "SELECT uniqExact(unit) FROM events_local") +
+                         ch_count(&g_shard_b, "t_dist", "SELECT uniqExact(unit) FROM events_local"),
+                     ch_count(&g_shard_a, "t_dist", "SELECT uniqExact(unit) FROM events"));
 
     char control[600];
     snprintf(control, sizeof(control), "%s/abacus.db", g_node.dir);
@@ -1132,7 +1134,7 @@ static void test_two_shards_distributed(void **state)
     /* per shard: both shards named, each aggregated where its units are */
     char shards[300];
     snprintf(shards, sizeof(shards), "clickhouse://127.0.0.1:%u,127.0.0.1:%u/t_dist",
-             (unsigned)a.http_port, (unsigned)b.http_port);
+             (unsigned)g_shard_a.http_port, (unsigned)g_shard_b.http_port);
     json_t *per_shard = analyze_cli(shards);
     path[0] = '\0';
     if (!json_close(per_shard, from_sqlite, path, sizeof(path)))
@@ -1140,7 +1142,7 @@ static void test_two_shards_distributed(void **state)
     /* what crossed the network per shard: each shard answered the analysis' two queries with
      * sums per (metric, kind, variant, day), never with a row per unit or per event (query_log) */
     for (int k = 0; k < 2; k++) {
-        const struct ch_server *sh = k == 0 ? &a : &b;
+        const struct ch_server *sh = k == 0 ? &g_shard_a : &g_shard_b;
         long long units = ch_count(sh, "t_dist", "SELECT uniqExact(unit) FROM events_local");
         long long most = -1, queries = 0;
         const char *where = "FROM system.query_log WHERE type = 2 AND is_initial_query = 1 AND "
@@ -1164,8 +1166,8 @@ static void test_two_shards_distributed(void **state)
     json_decref(per_shard);
     json_decref(from_sqlite);
     json_decref(from_ch);
-    ch_cleanup(&a);
-    ch_cleanup(&b);
+    ch_cleanup(&g_shard_a);
+    ch_cleanup(&g_shard_b);
 }
 
 static int setup(void **state)
@@ -1181,6 +1183,8 @@ static int teardown(void **state)
     (void)state;
     abacus_cleanup(&g_node);
     ch_cleanup(&g_ch);
+    ch_cleanup(&g_shard_a);
+    ch_cleanup(&g_shard_b);
     return 0;
 }
 
