@@ -41,13 +41,11 @@ static enum ab_err results_as_of(struct ab_db *control, const struct analyze_eve
     struct analyze_agg *agg = NULL;
     enum ab_err rc = options_of(settings, now_ms, &opt, ei);
     if (rc != AB_OK || (rc = analyze_sql_load_def(control, key, &def, ei)) != AB_OK ||
-        (rc = events->clickhouse == NULL
+        (rc = events->nshards == 0
                   ? analyze_sql_aggregate(events->sqlite, def, now_ms, &agg, ei)
-              : events->nshards > 1
-                  ? analyze_ch_aggregate(events->shards, events->nshards, "events_local", def,
-                                         now_ms, &agg, ei)
-                  : analyze_ch_aggregate(&events->clickhouse, 1, "events", def, now_ms, &agg,
-                                         ei)) != AB_OK)
+                  : analyze_ch_aggregate(events->shards, events->nshards,
+                                         events->nshards > 1 ? "events_local" : "events", def,
+                                         now_ms, &agg, ei)) != AB_OK)
         goto Exit;
     *results = analyze_results(def, agg, &opt);
     *phase = def->phase;
@@ -110,12 +108,12 @@ enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n, stru
     return analyze_sql_running(control, keys, n, ei);
 }
 
-enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **results,
-                           struct ab_errinfo *ei)
+enum ab_err analyze_stored(struct ab_db *control, const char *key, int64_t as_of_ms,
+                           json_t **results, struct ab_errinfo *ei)
 {
     char *text;
     *results = NULL;
-    enum ab_err rc = analyze_sql_load_results(control, key, 0, &text, ei);
+    enum ab_err rc = analyze_sql_load_results(control, key, as_of_ms, &text, ei);
     if (rc != AB_OK)
         return rc;
     json_error_t jerr;
@@ -144,7 +142,6 @@ enum ab_err analyze_events_open(const struct analyze_store *store, struct analyz
             ab_ch_set_max_memory(ev->shards[i], ANALYZE_CH_MAX_MEMORY);
             ev->nshards = i + 1;
         }
-        ev->clickhouse = ev->shards[0];
         return AB_OK;
     }
     if (access(store->events_db, F_OK) != 0)
@@ -159,8 +156,6 @@ enum ab_err analyze_events_open(const struct analyze_store *store, struct analyz
 void analyze_events_close(struct analyze_events *ev)
 {
     ab_db_close(ev->sqlite);
-    if (ev->nshards == 0)
-        ab_ch_free(ev->clickhouse);
     for (size_t i = 0; i < ev->nshards; i++)
         ab_ch_free(ev->shards[i]);
     memset(ev, 0, sizeof(*ev));

@@ -29,15 +29,14 @@ struct ab_ch_url;
 #define ANALYZE_CH_MAX_MEMORY ((int64_t)3 << 29) /* 1.5 GiB */
 
 /*
- * Where the events are: a collector's SQLite events database, or ClickHouse (one of the two):
- * one server's events table (migrations/clickhouse/; also a Distributed table named events), or
+ * Where the events are: a collector's SQLite events database, or ClickHouse (nshards > 0): one
+ * server's events table (migrations/clickhouse/; also a Distributed table named events), or
  * with nshards > 1 the events_local table of every shard of a cluster sharded by unit
  * (migrations/clickhouse/cluster/), each aggregated where it is and the sums added here.
  */
 struct analyze_events {
-    struct ab_db *sqlite;
-    struct ab_ch *clickhouse;                     /* the first (or only) server */
-    struct ab_ch *shards[ANALYZE_SHARDS_MAX];    /* with nshards > 1: every shard */
+    struct ab_db *sqlite;                     /* with nshards 0 */
+    struct ab_ch *shards[ANALYZE_SHARDS_MAX]; /* one server, or every shard of a cluster */
     size_t nshards;
 };
 
@@ -96,9 +95,13 @@ enum ab_err analyze_experiment_in(struct ab_db *control, const struct analyze_ev
 enum ab_err analyze_running(struct ab_db *control, char ***keys, size_t *n,
                             struct ab_errinfo *ei);
 
-/* The stored results of experiment key's current phase (a new reference), or AB_ERR_NOT_FOUND. */
-enum ab_err analyze_stored(struct ab_db *control, const char *key, json_t **results,
-                           struct ab_errinfo *ei);
+/*
+ * The stored results of experiment key's current phase (as_of_ms 0), or the newest kept
+ * computation at or before as_of_ms (a new reference); AB_ERR_NOT_FOUND (field experiment, or
+ * as_of) when there is none.
+ */
+enum ab_err analyze_stored(struct ab_db *control, const char *key, int64_t as_of_ms,
+                           json_t **results, struct ab_errinfo *ei);
 
 /* --- results that refresh by themselves (refresh.c) ------------------------------------------ */
 

@@ -442,12 +442,12 @@ enum ab_err analyze_refresh_get(struct analyze_refresh *r, const char *key, int6
     *out = NULL;
     struct ab_db *db = NULL;
     struct analyze_refresh_state st = {0};
-    char *text = NULL;
+    json_t *results = NULL;
     enum ab_err rc = open_control(r, &db, ei);
     if (rc == AB_OK)
         rc = analyze_sql_refresh_state(db, key, &st, ei);
     if (rc == AB_OK)
-        rc = analyze_sql_load_results(db, key, as_of_ms, &text, ei);
+        rc = analyze_stored(db, key, as_of_ms, &results, ei);
     ab_db_close(db);
     if (rc == AB_ERR_NOT_FOUND && as_of_ms == 0 && st.error_code[0] != '\0')
         return ab_fail(ei, AB_ERR_NOT_FOUND, "experiment",
@@ -455,11 +455,6 @@ enum ab_err analyze_refresh_get(struct analyze_refresh *r, const char *key, int6
                        st.error_code, st.error_message);
     if (rc != AB_OK)
         return rc;
-    json_error_t jerr;
-    json_t *results = json_loads(text, 0, &jerr);
-    free(text);
-    if (results == NULL)
-        return ab_fail(ei, AB_ERR_STORAGE, "results", "stored results are not JSON: %s", jerr.text);
     json_t *refresh = refresh_json(r, key, &st);
     if (as_of_ms > 0) /* an earlier computation: not the current state's */
         json_object_set_new(refresh, "stale", json_false());

@@ -296,7 +296,7 @@ int cmd_analyze_main(int argc, char **argv, struct ab_log *log)
             continue;
         }
         AB_LOG_I(log, "analyzed", "experiment=%s store=%s seconds=%.3f", k,
-                 ev.clickhouse != NULL ? "clickhouse" : "sqlite",
+                 ev.nshards > 0 ? "clickhouse" : "sqlite",
                  (double)(ab_clock_mono_ns(&ab_clock_system) - t0) / 1e9);
         if (!json)
             print_table(r);

@@ -114,7 +114,7 @@ enum ab_err cmd_report_run(void *data, int64_t day_ms, const char *out_dir, stru
     if (rc == AB_OK && r->webhook != NULL)
         analyze_webhook_notify(r->webhook, summary);
     json_decref(summary);
-    if (ev.clickhouse != NULL)
+    if (ev.nshards > 0)
         analyze_events_close(&ev);
     ab_db_close(events);
     ab_db_close(control);

@@ -318,7 +318,7 @@ static void test_aggregate_matches_brute_force(void **state)
     assert_true(json_equal(r1, r2));
     json_decref(r2);
     json_t *stored;
-    assert_int_equal(analyze_stored(control, "exp", &stored, &ei), AB_OK);
+    assert_int_equal(analyze_stored(control, "exp", 0, &stored, &ei), AB_OK);
     assert_true(json_equal(stored, r1));
     sqlite3_stmt *st;
     assert_int_equal(ab_db_prepare(control, "SELECT COUNT(*) FROM results", &st, &ei), AB_OK);
