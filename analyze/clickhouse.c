@@ -11,6 +11,7 @@
  * the SQLite path does, so the statistics (results.c) are shared; every fill adds to the cells,
  * so the shards of a cluster are aggregated one after the other into one agg.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "abacus/clickhouse.h"
@@ -27,20 +28,24 @@ static double num(const json_t *row, const char *key)
     return json_number_value(json_object_get(row, key));
 }
 
-static int64_t integer(const json_t *row, const char *key)
+static int64_t integer_of(const json_t *v)
 {
-    const json_t *v = json_object_get(row, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)json_number_value(v);
 }
 
-/* The exposures of the phase: WHERE clause shared by the unit queries. */
-static void exposures_where(struct q *q, const char *table, const struct analyze_experiment_def *d,
-                            int64_t through)
+static int64_t integer(const json_t *row, const char *key)
 {
-    ab_ch_appendf(&q->s, &q->len, " FROM %s WHERE type = 'exposure' AND experiment = ", table);
-    ab_ch_append_quoted(&q->s, &q->len, d->key);
-    ab_ch_appendf(&q->s, &q->len, " AND ts >= %lld AND ts < %lld", (long long)d->phase_start_ms,
-                  (long long)through);
+    return integer_of(json_object_get(row, key));
+}
+
+static int64_t integer_at(const json_t *array, size_t i)
+{
+    return integer_of(json_array_get(array, i));
+}
+
+static double number_at(const json_t *array, size_t i)
+{
+    return json_number_value(json_array_get(array, i));
 }
 
 static enum ab_err run(struct ab_ch *ch, struct q *q, json_t **rows, struct ab_errinfo *ei)
@@ -51,39 +56,6 @@ static enum ab_err run(struct ab_ch *ch, struct q *q, json_t **rows, struct ab_e
     q->s = NULL;
     q->len = 0;
     return rc;
-}
-
-static enum ab_err fill_units(struct ab_ch *ch, const char *table,
-                              const struct analyze_experiment_def *d, int64_t through,
-                              struct analyze_agg *a, struct ab_errinfo *ei)
-{
-    struct q q = {NULL, 0};
-    ab_ch_appendf(&q.s, &q.len,
-                  "SELECT v, multi, count() AS n, max(t1) AS last FROM (SELECT unit, max(ts) AS t1,"
-                  " min(variant) AS v, toUInt8(min(variant) != max(variant)) AS multi");
-    exposures_where(&q, table, d, through);
-    ab_ch_appendf(&q.s, &q.len, " GROUP BY unit) GROUP BY v, multi");
-    json_t *rows;
-    enum ab_err rc = run(ch, &q, &rows, ei);
-    if (rc != AB_OK)
-        return rc;
-    size_t i;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-    {
-        int64_t count = integer(row, "n"), last = integer(row, "last");
-        if (last > a->data_through_ms)
-            a->data_through_ms = last;
-        int v = analyze_variant_index(d, json_string_value(json_object_get(row, "v")));
-        if (integer(row, "multi"))
-            a->multiple_exposures += count;
-        else if (v < 0)
-            a->unknown_variant += count;
-        else
-            a->units[v] += count;
-    }
-    json_decref(rows);
-    return AB_OK;
 }
 
 /* The metric names the experiment reads, in order (an event or denominator may repeat). */
@@ -118,37 +90,6 @@ static void names_literal(struct q *q, const char *const names[], size_t n)
     ab_ch_appendf(&q->s, &q->len, "]");
 }
 
-/* Appends [code, ...] per metric of its event (sel 0) or denominator (sel 1; 0 when none). */
-static void codes_array(struct q *q, const struct analyze_experiment_def *d,
-                        const char *const names[], size_t n, int sel)
-{
-    ab_ch_appendf(&q->s, &q->len, "[");
-    for (size_t m = 0; m < d->nmetrics; m++) {
-        const struct analyze_metric_def *md = &d->metrics[m];
-        size_t c = sel == 0                    ? code_of(names, n, md->event)
-                   : md->type == ANALYZE_RATIO ? code_of(names, n, md->denominator_event)
-                                               : 0;
-        ab_ch_appendf(&q->s, &q->len, "%stoUInt8(%zu)", m > 0 ? ", " : "", c);
-    }
-    ab_ch_appendf(&q->s, &q->len, "]");
-}
-
-/* Appends [metric 0's, metric 1's, ...] of a property: 0 binomial, 1 ratio (UInt8 flags), 2 the
- * conversion window (Int64 ms, 0 = none). */
-static void ints_array(struct q *q, const struct analyze_experiment_def *d, int what)
-{
-    ab_ch_appendf(&q->s, &q->len, "[");
-    for (size_t m = 0; m < d->nmetrics; m++) {
-        const struct analyze_metric_def *md = &d->metrics[m];
-        long long v = what == 0   ? md->type == ANALYZE_BINOMIAL
-                      : what == 1 ? md->type == ANALYZE_RATIO
-                                  : (long long)md->window_ms;
-        ab_ch_appendf(&q->s, &q->len, "%sto%s(%lld)", m > 0 ? ", " : "",
-                      what == 2 ? "Int64" : "UInt8", v);
-    }
-    ab_ch_appendf(&q->s, &q->len, "]");
-}
-
 /* The rows of the experiment's events, one read: its exposures in the phase and the events of
  * every metric name it uses, before through. */
 static void experiment_events(struct q *q, const char *table,
@@ -172,101 +113,137 @@ static void experiment_events(struct q *q, const char *table,
     ab_ch_appendf(&q->s, &q->len, "))");
 }
 
-/*
- * Every metric of the experiment in one query over one read of its events, without a join and
- * without a global dedup (levels from the inside out):
- *  1. per unit: its first exposure t0 and variant v (units with two variants left out) and the
- *     set of its distinct metric events, groupUniqArray of (id, metric, ts, value): a re-sent
- *     row is the same tuple, so duplicates collapse within the unit's own small set;
- *  2. per (unit, metric) (ARRAY JOIN of the metric's index mi; its names and flags are array
- *     literals indexed by mi); 3. per (unit, metric, event) (LEFT ARRAY JOIN, so a unit without
- *     events still enters): whether the event counts (its day) or is in the covariate's lookback;
- *  4. per (unit, metric, day): the day's sums; 5. per (unit, metric): the covariate x and the
- *     sorted days, with a first element for the unit's entry (day -1);
- *  6. per (unit, metric, day) again (ARRAY JOIN, running sums by arrayCumSum) and 7. summed per
- *     (metric, kind, variant, day): kind 0 the entries (n, covariate sums on the first exposure's
- *     day), kind 1 the changes of the running sums, as sql.c's fill_increments.
- * ClickHouse 18.16 has no window functions, and its lambdas cannot use a subquery's other
- * columns, so every lambda here reads only its own arguments.
- */
-static enum ab_err fill_metrics(struct ab_ch *ch, const char *table,
-                                const struct analyze_experiment_def *d, int64_t through,
-                                struct analyze_agg *a, struct ab_errinfo *ei)
+/* Appends metric m's per-unit columns (suffix _m) to the middle level of fill's query, from t0
+ * and ev, the unit's distinct metric events sorted by time as tuples (ts, code, value): e_m its
+ * events, x_m the covariate (the numerator in the 14-day lookback; 0 for a ratio), c_m the
+ * counted events (from t0, within the window), k_m their days, l_m the last one's time, y_m the
+ * running value after each (binomial: converted yet), and per counted event the changes of
+ * sum(y) (sy), sum(y²) (syy), of the denominator's sums (sd, sdd; ratio) and of the cross sum
+ * (sxy: x·y, or y·denominator for a ratio). Summed per day those changes are the day's, as
+ * sql.c's fill_increments: the changes of one unit within a day add up to its change that day. */
+static void metric_columns(struct q *q, const struct analyze_experiment_def *d, size_t m,
+                           const char *const names[], size_t nn)
 {
-    long long start = (long long)d->phase_start_ms, day = ANALYZE_DAY_MS;
-    long long look = (long long)ANALYZE_CUPED_LOOKBACK_MS;
+    const struct analyze_metric_def *md = &d->metrics[m];
+    size_t en = code_of(names, nn, md->event);
+    int ratio = md->type == ANALYZE_RATIO, binom = md->type == ANALYZE_BINOMIAL;
+    size_t dn = ratio ? code_of(names, nn, md->denominator_event) : en;
+    ab_ch_appendf(&q->s, &q->len, ", arrayFilter(e -> e.2 = %zu OR e.2 = %zu, ev) AS e_%zu", en,
+                  dn, m);
+    if (ratio)
+        ab_ch_appendf(&q->s, &q->len, ", 0. AS x_%zu", m);
+    else
+        ab_ch_appendf(&q->s, &q->len,
+                      ", arraySum(arrayMap(e -> if(e.1 >= t0 - %lld AND e.1 < t0, %s, 0.), e_%zu))"
+                      " AS cv_%zu, %s(cv_%zu%s) AS x_%zu",
+                      (long long)ANALYZE_CUPED_LOOKBACK_MS, binom ? "1." : "e.3", m, m,
+                      binom ? "toFloat64" : "", m, binom ? " > 0" : "", m);
+    ab_ch_appendf(&q->s, &q->len, ", arrayFilter(e -> e.1 >= t0");
+    if (md->window_ms > 0)
+        ab_ch_appendf(&q->s, &q->len, " AND e.1 < t0 + %lld", (long long)md->window_ms);
+    ab_ch_appendf(&q->s, &q->len,
+                  ", e_%zu) AS c_%zu, arrayMap(e -> intDiv(e.1 - %lld, %lld), c_%zu) AS k_%zu,"
+                  " arrayReduce('max', arrayMap(e -> e.1, c_%zu)) AS l_%zu",
+                  m, m, (long long)d->phase_start_ms, (long long)ANALYZE_DAY_MS, m, m, m, m);
+    if (binom)
+        ab_ch_appendf(&q->s, &q->len,
+                      ", arrayMap(z -> toFloat64(z > 0), arrayCumSum(arrayMap(e -> 1., c_%zu)))"
+                      " AS y_%zu",
+                      m, m);
+    else
+        ab_ch_appendf(&q->s, &q->len,
+                      ", arrayCumSum(arrayMap(e -> if(e.2 = %zu, e.3, 0.), c_%zu)) AS y_%zu", en,
+                      m, m);
+    ab_ch_appendf(&q->s, &q->len,
+                  ", arrayPopBack(arrayPushFront(y_%zu, 0.)) AS py_%zu,"
+                  " arrayMap((a, b) -> a - b, y_%zu, py_%zu) AS sy_%zu,"
+                  " arrayMap((a, b) -> a * a - b * b, y_%zu, py_%zu) AS syy_%zu",
+                  m, m, m, m, m, m, m, m);
+    if (!ratio) {
+        ab_ch_appendf(&q->s, &q->len, ", arrayMap(z -> x_%zu * z, sy_%zu) AS sxy_%zu", m, m, m);
+        return;
+    }
+    ab_ch_appendf(&q->s, &q->len,
+                  ", arrayCumSum(arrayMap(e -> if(e.2 = %zu, e.3, 0.), c_%zu)) AS cd_%zu,"
+                  " arrayPopBack(arrayPushFront(cd_%zu, 0.)) AS pd_%zu,"
+                  " arrayMap((a, b) -> a - b, cd_%zu, pd_%zu) AS sd_%zu,"
+                  " arrayMap((a, b) -> a * a - b * b, cd_%zu, pd_%zu) AS sdd_%zu,"
+                  " arrayMap((a, b, c, e) -> a * c - b * e, y_%zu, py_%zu, cd_%zu, pd_%zu)"
+                  " AS sxy_%zu",
+                  dn, m, m, m, m, m, m, m, m, m, m, m, m, m, m, m);
+}
+
+/* Adds a metric's sumMap of (day, sy, syy[, sd, sdd], sxy) to the cells of variant v. */
+static void add_increments(struct analyze_agg *a, const struct analyze_experiment_def *d,
+                           size_t m, const char *v, const json_t *inc)
+{
+    int ratio = d->metrics[m].type == ANALYZE_RATIO;
+    const json_t *days = json_array_get(inc, 0);
+    for (size_t j = 0; j < json_array_size(days); j++) {
+        struct analyze_sums *c = analyze_agg_at(a, d, m, v, integer_at(days, j));
+        if (c == NULL)
+            continue;
+        c->sum_y += number_at(json_array_get(inc, 1), j);
+        c->sum_yy += number_at(json_array_get(inc, 2), j);
+        if (ratio) {
+            c->sum_x += number_at(json_array_get(inc, 3), j);
+            c->sum_xx += number_at(json_array_get(inc, 4), j);
+        }
+        c->sum_xy += number_at(json_array_get(inc, ratio ? 5 : 3), j);
+    }
+}
+
+/*
+ * The whole experiment in one query over one read of its events, without a join and without a
+ * global dedup; three levels from the inside out:
+ *  1. per unit: the first and last exposure (t0, t1) and the variant (multi when it saw two),
+ *     and its metric events as parallel arrays (hash of the id, metric code, time, value);
+ *  2. the unit's distinct events (a re-sent row has the same id and metric: arrayEnumerateUniq
+ *     keeps the first), as (ts, code, value) sorted by time, then each metric's columns
+ *     (metric_columns);
+ *  3. summed per (variant, multi, day of t0): the units, the covariate sums and, by sumMap, each
+ *     metric's changes per day.
+ * ClickHouse 18.16 resolves a lambda's use of another column only when that column is also used
+ * outside a lambda at the same level: t0 is (the day d0), x_m is (the sums of level 3).
+ */
+static enum ab_err fill(struct ab_ch *ch, const char *table, const struct analyze_experiment_def *d,
+                        int64_t through, struct analyze_agg *a, struct ab_errinfo *ei)
+{
     struct q q = {NULL, 0};
-    ab_ch_appendf(
-        &q.s, &q.len,
-        /* 7 */
-        "SELECT mi, kind, v, dday, sum(r_n) AS n, sum(r_sx) AS sx, sum(r_sxx) AS sxx,"
-        " sum(r_sy) AS sy, sum(r_syy) AS syy, sum(r_sd) AS sd, sum(r_sdd) AS sdd,"
-        " sum(r_sxy) AS sxy, max(last) AS lastmax"
-        " FROM (SELECT mi, v, toUInt8(day0 >= 0) AS kind,"
-        " if(kind, day0, intDiv(t0 - %lld, %lld)) AS dday, toFloat64(kind = 0) AS r_n,"
-        " if(kind, 0., x) AS r_sx, if(kind, 0., x * x) AS r_sxx,"
-        " if(bn, toFloat64(cn > 0), cn) AS y, if(bn, toFloat64(cn - dn > 0), cn - dn) AS py,"
-        " cd - dd AS pd, y - py AS r_sy, y * y - py * py AS r_syy, cd - pd AS r_sd,"
-        " cd * cd - pd * pd AS r_sdd, if(rt, y * cd - py * pd, x * (y - py)) AS r_sxy, last FROM ("
-        /* 6 */
-        "SELECT mi, v, t0, x, bn, rt, ds FROM ("
-        /* 5 */
-        "SELECT mi, v, t0, any(binom) AS bn, any(ratio) AS rt,"
-        " if(rt, 0., if(bn, toFloat64(sum(cv0) > 0), sum(cv0))) AS x,"
-        " arrayConcat([(toInt64(-1), 0., 0., toInt64(0))],"
-        " arraySort(groupArrayIf((day0, dn0, dd0, last0), day0 >= 0))) AS ds FROM ("
-        /* 4 */
-        "SELECT uid, v, t0, mi, binom, ratio, day0, sum(dn1) AS dn0, sum(dd1) AS dd0,"
-        " max(last1) AS last0, sum(cv1) AS cv0 FROM ("
-        /* 3 */
-        "SELECT uid, v, t0, mi, binom, ratio, tupleElement(e, 2) AS mt, tupleElement(e, 3) AS t,"
-        " tupleElement(e, 4) AS val, (mt = en OR (ratio AND mt = dnm)) AND mt != 0 AND t >= t0"
-        " AND (win = 0 OR t < t0 + win) AS counted,"
-        " if(counted, intDiv(t - %lld, %lld), toInt64(-1)) AS day0,"
-        " if(counted AND mt = en, if(binom, 1., val), 0.) AS dn1,"
-        " if(counted AND ratio AND mt = dnm, val, 0.) AS dd1, if(counted, t, toInt64(0)) AS last1,"
-        " if(mt = en AND mt != 0 AND t >= t0 - %lld AND t < t0, if(binom, 1., val), 0.) AS cv1"
-        " FROM ("
-        /* 2 */
-        "SELECT uid, v, t0, e, mi, ",
-        start, day, start, day, look);
+    ab_ch_appendf(&q.s, &q.len, "SELECT v, multi, d0, count() AS n, max(t1) AS last");
+    for (size_t m = 0; m < d->nmetrics; m++) {
+        ab_ch_appendf(&q.s, &q.len,
+                      ", sum(x_%zu) AS sx_%zu, sum(x_%zu * x_%zu) AS sxx_%zu,"
+                      " sumMap(k_%zu, sy_%zu, syy_%zu",
+                      m, m, m, m, m, m, m, m);
+        if (d->metrics[m].type == ANALYZE_RATIO)
+            ab_ch_appendf(&q.s, &q.len, ", sd_%zu, sdd_%zu", m, m);
+        ab_ch_appendf(&q.s, &q.len, ", sxy_%zu) AS inc_%zu, max(l_%zu) AS last_%zu", m, m, m, m);
+    }
+    ab_ch_appendf(&q.s, &q.len, " FROM (SELECT v, multi, t1, t0, intDiv(t0 - %lld, %lld) AS d0",
+                  (long long)d->phase_start_ms, (long long)ANALYZE_DAY_MS);
     const char **names = ab_mem_calloc(2 * d->nmetrics + 1, sizeof(*names));
     size_t nn = metric_names(d, names, 2 * d->nmetrics + 1);
-    codes_array(&q, d, names, nn, 0);
-    ab_ch_appendf(&q.s, &q.len, "[mi] AS en, ");
-    codes_array(&q, d, names, nn, 1);
-    ab_ch_appendf(&q.s, &q.len, "[mi] AS dnm, ");
-    ints_array(&q, d, 0);
-    ab_ch_appendf(&q.s, &q.len, "[mi] AS binom, ");
-    ints_array(&q, d, 1);
-    ab_ch_appendf(&q.s, &q.len, "[mi] AS ratio, ");
-    ints_array(&q, d, 2);
+    for (size_t m = 0; m < d->nmetrics; m++)
+        metric_columns(&q, d, m, names, nn);
     ab_ch_appendf(&q.s, &q.len,
-                  "[mi] AS win FROM (SELECT uid, v, t0, e FROM ("
-                  /* 1 */
-                  "SELECT rowNumberInAllBlocks() AS uid, minIf(ts, type = 'exposure') AS t0,"
-                  " minIf(variant, type = 'exposure') AS v,"
-                  " groupUniqArrayIf((id, toUInt8(indexOf(");
+                  " FROM (SELECT v, multi, t0, t1, arraySort(arrayFilter((e, k) -> k = 1,"
+                  " arrayMap((a, b, c) -> (a, b, c), tss, codes, vals),"
+                  " arrayEnumerateUniq(ids, codes))) AS ev FROM ("
+                  "SELECT unit, minIf(ts, type = 'exposure') AS t0,"
+                  " maxIf(ts, type = 'exposure') AS t1, minIf(variant, type = 'exposure') AS v,"
+                  " toUInt8(v != maxIf(variant, type = 'exposure')) AS multi,"
+                  " groupArrayIf(cityHash64(id), type = 'metric') AS ids,"
+                  " groupArrayIf(toUInt8(indexOf(");
     names_literal(&q, names, nn);
-    ab_ch_appendf(&q.s, &q.len, ", metric)), ts, value), type = 'metric') AS ev");
+    free(names);
+    ab_ch_appendf(&q.s, &q.len,
+                  ", metric)), type = 'metric') AS codes,"
+                  " groupArrayIf(ts, type = 'metric') AS tss,"
+                  " groupArrayIf(value, type = 'metric') AS vals");
     experiment_events(&q, table, d, through);
     ab_ch_appendf(&q.s, &q.len,
-                  " GROUP BY unit HAVING countIf(type = 'exposure') > 0 AND"
-                  " minIf(variant, type = 'exposure') = maxIf(variant, type = 'exposure'))"
-                  " LEFT ARRAY JOIN ev AS e) ARRAY JOIN arrayEnumerate(");
-    ints_array(&q, d, 0);
-    ab_ch_appendf(&q.s, &q.len,
-                  ") AS mi))"
-                  " GROUP BY uid, v, t0, mi, binom, ratio, day0)"
-                  " GROUP BY uid, v, t0, mi)) ARRAY JOIN"
-                  " arrayMap(z -> tupleElement(z, 1), ds) AS day0,"
-                  " arrayMap(z -> tupleElement(z, 2), ds) AS dn,"
-                  " arrayMap(z -> tupleElement(z, 3), ds) AS dd,"
-                  " arrayMap(z -> tupleElement(z, 4), ds) AS last,"
-                  " arrayCumSum(arrayMap(z -> tupleElement(z, 2), ds)) AS cn,"
-                  " arrayCumSum(arrayMap(z -> tupleElement(z, 3), ds)) AS cd)"
-                  " GROUP BY mi, kind, v, dday");
-    free(names);
+                  " GROUP BY unit HAVING countIf(type = 'exposure') > 0))) GROUP BY v, multi, d0");
     json_t *rows;
     enum ab_err rc = run(ch, &q, &rows, ei);
     if (rc != AB_OK)
@@ -275,35 +252,40 @@ static enum ab_err fill_metrics(struct ab_ch *ch, const char *table,
     json_t *row;
     json_array_foreach(rows, i, row)
     {
-        int64_t mi = integer(row, "mi");
-        if (mi < 1 || (size_t)mi > d->nmetrics)
-            continue;
-        size_t m = (size_t)mi - 1;
-        struct analyze_sums *c = analyze_agg_at(
-            a, d, m, json_string_value(json_object_get(row, "v")), integer(row, "dday"));
-        if (c == NULL)
-            continue;
-        if (integer(row, "kind") == 0) {
-            c->n += num(row, "n");
-            c->sum_x += num(row, "sx");
-            c->sum_xx += num(row, "sxx");
-            continue;
-        }
-        c->sum_y += num(row, "sy");
-        c->sum_yy += num(row, "syy");
-        if (d->metrics[m].type == ANALYZE_RATIO) {
-            c->sum_x += num(row, "sd");
-            c->sum_xx += num(row, "sdd");
-        }
-        c->sum_xy += num(row, "sxy");
-        int64_t last = integer(row, "lastmax");
+        int64_t count = integer(row, "n"), last = integer(row, "last");
         if (last > a->data_through_ms)
             a->data_through_ms = last;
+        const char *v = json_string_value(json_object_get(row, "v"));
+        int vi = analyze_variant_index(d, v);
+        if (integer(row, "multi")) {
+            a->multiple_exposures += count;
+            continue;
+        }
+        if (vi < 0) {
+            a->unknown_variant += count;
+            continue;
+        }
+        a->units[vi] += count;
+        for (size_t m = 0; m < d->nmetrics; m++) {
+            char key[32];
+            struct analyze_sums *c = analyze_agg_at(a, d, m, v, integer(row, "d0"));
+            if (c != NULL) {
+                c->n += (double)count;
+                snprintf(key, sizeof key, "sx_%zu", m);
+                c->sum_x += num(row, key);
+                snprintf(key, sizeof key, "sxx_%zu", m);
+                c->sum_xx += num(row, key);
+            }
+            snprintf(key, sizeof key, "inc_%zu", m);
+            add_increments(a, d, m, v, json_object_get(row, key));
+            snprintf(key, sizeof key, "last_%zu", m);
+            if (integer(row, key) > a->data_through_ms)
+                a->data_through_ms = integer(row, key);
+        }
     }
     json_decref(rows);
     return AB_OK;
 }
-
 enum ab_err analyze_ch_aggregate(struct ab_ch *const *shards, size_t nshards, const char *table,
                                  const struct analyze_experiment_def *d, int64_t through,
                                  struct analyze_agg **out, struct ab_errinfo *ei)
@@ -313,9 +295,7 @@ enum ab_err analyze_ch_aggregate(struct ab_ch *const *shards, size_t nshards, co
     /* every fill adds to the cells: the shards' sums add up to the whole's */
     enum ab_err rc = AB_OK;
     for (size_t s = 0; s < nshards && rc == AB_OK; s++)
-        rc = fill_units(shards[s], table, d, through, a, ei);
-    for (size_t s = 0; s < nshards && rc == AB_OK; s++)
-        rc = fill_metrics(shards[s], table, d, through, a, ei);
+        rc = fill(shards[s], table, d, through, a, ei);
     for (size_t m = 0; m < d->nmetrics && rc == AB_OK; m++)
         analyze_agg_accumulate(a, m);
     if (rc == AB_OK)
