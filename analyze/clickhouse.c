@@ -3,10 +3,10 @@
  * (first exposure per unit, exclusion of units with two variants, metric values within the
  * conversion window, the pre-exposure covariate, ratio cross sums, the per (unit, day) changes of
  * the running sums), written for ClickHouse 18.16, which has neither window functions nor common
- * table expressions nor bound parameters, and two queries per experiment: the unit counts per
- * variant (fill_units) and every metric at once (fill_metrics), each reading the experiment's rows
- * once. Metric events are deduplicated per unit (the forwarder may have stored a re-sent row twice
- * until ClickHouse merges it), never by a hash of every event id. Literals are quoted with
+ * table expressions nor bound parameters, and one query per experiment (fill) that reads its
+ * rows once. Metric events are deduplicated per unit on (id, metric), the table's own dedup key
+ * (the forwarder may have stored a re-sent row twice until ClickHouse merges it), never by a hash
+ * of every event id. Literals are quoted with
  * ab_ch_append_quoted. The results come back as JSONEachRow and fill the same struct analyze_agg
  * the SQLite path does, so the statistics (results.c) are shared; every fill adds to the cells,
  * so the shards of a cluster are aggregated one after the other into one agg.
