@@ -82,6 +82,10 @@ static size_t code_of(const char *const names[], size_t n, const char *name)
 /* Appends ['name', ...] of the names the experiment reads. */
 static void names_literal(struct q *q, const char *const names[], size_t n)
 {
+    if (n == 0) { /* an experiment without metrics: [] would have no element type */
+        ab_ch_appendf(&q->s, &q->len, "emptyArrayString()");
+        return;
+    }
     ab_ch_appendf(&q->s, &q->len, "[");
     for (size_t i = 0; i < n; i++) {
         ab_ch_appendf(&q->s, &q->len, i > 0 ? ", " : "");
@@ -97,10 +101,12 @@ static void experiment_events(struct q *q, const char *table,
 {
     ab_ch_appendf(&q->s, &q->len, " FROM %s WHERE (type = 'exposure' AND experiment = ", table);
     ab_ch_append_quoted(&q->s, &q->len, d->key);
-    ab_ch_appendf(&q->s, &q->len,
-                  " AND ts >= %lld AND ts < %lld) OR (type = 'metric' AND ts < %lld AND metric"
-                  " IN (",
-                  (long long)d->phase_start_ms, (long long)through, (long long)through);
+    ab_ch_appendf(&q->s, &q->len, " AND ts >= %lld AND ts < %lld)", (long long)d->phase_start_ms,
+                  (long long)through);
+    if (d->nmetrics == 0) /* the units alone */
+        return;
+    ab_ch_appendf(&q->s, &q->len, " OR (type = 'metric' AND ts < %lld AND metric IN (",
+                  (long long)through);
     for (size_t m = 0; m < d->nmetrics; m++) {
         const struct analyze_metric_def *md = &d->metrics[m];
         ab_ch_appendf(&q->s, &q->len, m > 0 ? ", " : "");

@@ -769,6 +769,24 @@ static void test_analysis_clickhouse_equals_sqlite(void **state)
     assert_true(json_array_size(json_object_get(from_sqlite, "metrics")) == 3);
     json_decref(from_sqlite);
     json_decref(from_ch);
+
+    /* an experiment without metrics: its units and data time alone, from each store */
+    struct ab_db_options o = {.sync = AB_DB_SYNC_NORMAL};
+    struct ab_db *db;
+    assert_int_equal(ab_db_open(control, &o, &db, &ei), AB_OK);
+    exec_ok(db, "DELETE FROM experiment_metrics");
+    ab_db_close(db);
+    from_sqlite = analyze_cli(NULL);
+    from_ch = analyze_cli(url);
+    path[0] = '\0';
+    if (!json_close(from_ch, from_sqlite, path, sizeof(path)))
+        fail_msg("results without metrics differ at %s", path[0] != '\0' ? path : "(top)");
+    assert_int_equal(json_array_size(json_object_get(from_ch, "metrics")), 0);
+    assert_true(json_integer_value(json_object_get(
+                    json_object_get(json_object_get(from_ch, "units"), "by_variant"), "control")) >
+                0);
+    json_decref(from_sqlite);
+    json_decref(from_ch);
     assert_int_equal(ch_query(&g_ch, "t_an", "SYSTEM START MERGES", NULL), 200);
 }
 
