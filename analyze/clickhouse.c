@@ -134,8 +134,11 @@ static void metric_columns(struct q *q, const struct analyze_experiment_def *d, 
     size_t en = code_of(names, nn, md->event);
     int ratio = md->type == ANALYZE_RATIO, binom = md->type == ANALYZE_BINOMIAL;
     size_t dn = ratio ? code_of(names, nn, md->denominator_event) : en;
-    ab_ch_appendf(&q->s, &q->len, ", arrayFilter(e -> e.2 = %zu OR e.2 = %zu, ev) AS e_%zu", en,
-                  dn, m);
+    if (dn != en)
+        ab_ch_appendf(&q->s, &q->len, ", arrayFilter(e -> e.2 = %zu OR e.2 = %zu, ev) AS e_%zu",
+                      en, dn, m);
+    else
+        ab_ch_appendf(&q->s, &q->len, ", arrayFilter(e -> e.2 = %zu, ev) AS e_%zu", en, m);
     if (ratio)
         ab_ch_appendf(&q->s, &q->len, ", 0. AS x_%zu", m);
     else
@@ -285,13 +288,15 @@ static enum ab_err fill(struct ab_ch *ch, const char *table, const struct analyz
             snprintf(key, sizeof key, "inc_%zu", m);
             add_increments(a, d, m, v, json_object_get(row, key));
             snprintf(key, sizeof key, "last_%zu", m);
-            if (integer(row, key) > a->data_through_ms)
-                a->data_through_ms = integer(row, key);
+            int64_t counted_last = integer(row, key);
+            if (counted_last > a->data_through_ms)
+                a->data_through_ms = counted_last;
         }
     }
     json_decref(rows);
     return AB_OK;
 }
+
 enum ab_err analyze_ch_aggregate(struct ab_ch *const *shards, size_t nshards, const char *table,
                                  const struct analyze_experiment_def *d, int64_t through,
                                  struct analyze_agg **out, struct ab_errinfo *ei)
